@@ -1,0 +1,77 @@
+"""The corpus gate: what a built corpus version must satisfy before it is published.
+
+Validated on a metadata frame (every column but the text, computed with DuckDB) and on the manifest's counts:
+required columns non-null, ``doc_id``/``url``/``text_hash`` unique, text length within bounds, no blocked domain,
+known sources, and the files hold exactly the counts the manifest claims, with every input item accounted for.
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import duckdb
+import great_expectations.expectations as gxe
+import pandas as pd
+
+from data_contracts.gate import Check, GateReport, run_gate
+
+REQUIRED = ("doc_id", "url", "source", "title", "text", "n_chars", "lang", "text_hash")
+SOURCES = ["reddit", "warc", "text"]
+
+
+def blocked_host_regex(blocked_domains: list[str]) -> str:
+    """Matches a host equal to, or a subdomain of, any blocked domain."""
+    alternatives = "|".join(re.escape(d.lower().strip(".")) for d in sorted(blocked_domains))
+    return rf"^(?:.*\.)?(?:{alternatives})$"
+
+
+def metadata_frame(parquet_files: list[Path]) -> pd.DataFrame:
+    """Per-document metadata without the text (cheap to validate even for millions of documents)."""
+    if not parquet_files:
+        return pd.DataFrame({c: pd.Series(dtype="object") for c in (*REQUIRED, "host")})
+    files = [str(p) for p in parquet_files]
+    return duckdb.sql(
+        """select doc_id, url, source, title, case when text is null then null else 'present' end as text,
+                  n_chars, lang, text_hash,
+                  lower(regexp_extract(url, '^[a-zA-Z][a-zA-Z0-9+.-]*://([^/:?#]*)', 1)) as host
+           from read_parquet($files)""", params={"files": files}).df()
+
+
+def accounting_frame(manifest: dict) -> pd.DataFrame:
+    """Per source: inputs, kept, rejected — from the manifest, recounted from the files by the checks."""
+    rows = [{"source": source, **counts, "accounted": counts["kept"] + counts["rejected"]}
+            for source, counts in sorted(manifest["counts"]["accounting"].items())]
+    return pd.DataFrame(rows, columns=["source", "inputs", "kept", "rejected", "accounted"])
+
+
+def corpus_checks(doc_files: list[Path], reject_files: list[Path], manifest: dict, blocked_domains: list[str],
+                  min_chars: int, max_chars: int) -> list[Check]:
+    meta = metadata_frame(doc_files)
+    counts = manifest["counts"]
+    n_rejects = int(duckdb.sql("select count(*) from read_parquet($f)", params={"f": [str(p) for p in reject_files]})
+                    .fetchone()[0]) if reject_files else 0
+    documents = [gxe.ExpectColumnValuesToNotBeNull(column=c) for c in REQUIRED]
+    documents += [gxe.ExpectColumnValuesToBeUnique(column=c) for c in ("doc_id", "url", "text_hash")]
+    documents += [
+        gxe.ExpectColumnValuesToBeBetween(column="n_chars", min_value=min_chars, max_value=max_chars),
+        gxe.ExpectColumnValuesToBeInSet(column="source", value_set=SOURCES),
+        gxe.ExpectTableRowCountToEqual(value=int(counts["documents"])),
+    ]
+    if blocked_domains:
+        documents.append(gxe.ExpectColumnValuesToNotMatchRegex(column="host", regex=blocked_host_regex(blocked_domains)))
+    totals = pd.DataFrame([{"rejects_in_files": n_rejects, "rejects_in_manifest": int(counts["rejects"])}])
+    return [
+        Check("documents", meta, documents),
+        Check("rejects", totals, [gxe.ExpectColumnPairValuesToBeEqual(column_A="rejects_in_files",
+                                                                      column_B="rejects_in_manifest")]),
+        Check("accounting", accounting_frame(manifest),
+              [gxe.ExpectColumnPairValuesToBeEqual(column_A="inputs", column_B="accounted")]),
+    ]
+
+
+def validate_corpus(folder: Path, manifest: dict, blocked_domains: list[str], min_chars: int = 1,
+                    max_chars: int = 10_000_000) -> GateReport:
+    """Run the corpus gate on a corpus folder (``data/*.parquet``, ``rejects/*.parquet``) and its manifest."""
+    docs = sorted((folder / "data").glob("*.parquet"))
+    rejects = sorted((folder / "rejects").glob("*.parquet"))
+    return run_gate("corpus", corpus_checks(docs, rejects, manifest, blocked_domains, min_chars, max_chars))

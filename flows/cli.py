@@ -1,0 +1,113 @@
+"""The ``gptforge`` command: the local Prefect stack, running stages, the demo and lineage."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+
+def parse_params(pairs: list[str]) -> dict:
+    """``key=value`` pairs; values parsed as JSON when they parse (like ``prefect deployment run -p``), else strings."""
+    params = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"gptforge: parameter {pair!r} is not key=value (example: -p min_score=3)")
+        try:
+            params[key] = json.loads(value)
+        except json.JSONDecodeError:
+            params[key] = value
+    return params
+
+
+def use_local_stack_if_up() -> None:
+    """Point Prefect at the local stack when it runs and no other API is configured (so runs show in its UI)."""
+    from flows.stack import Stack
+
+    stack = Stack.from_env()
+    if "PREFECT_API_URL" not in os.environ and stack.healthy():
+        os.environ.update(stack.env())
+
+
+def cmd_run(args: argparse.Namespace) -> None:
+    from flows.deployments import stage_flows
+
+    flows = {f.name: f for f in stage_flows()}
+    if args.stage not in flows:
+        raise SystemExit(f"gptforge: unknown stage {args.stage!r}; stages: {', '.join(flows)}")
+    use_local_stack_if_up()
+    result = flows[args.stage](**parse_params(args.param))
+    print(result)
+
+
+def cmd_up(args: argparse.Namespace) -> None:
+    from flows.stack import Stack
+
+    stack = Stack.from_env()
+    stack.up()
+    print(f"Prefect server and deployments are up. UI: {stack.ui_url}")
+    print("Deployments: " + ", ".join(stack.deployments()))
+    print("To use the prefect CLI against it:  eval \"$(gptforge env)\"")
+
+
+def cmd_down(args: argparse.Namespace) -> None:
+    from flows.stack import Stack
+
+    stopped = Stack.from_env().down()
+    print("stopped: " + (", ".join(stopped) if stopped else "nothing was running"))
+
+
+def cmd_status(args: argparse.Namespace) -> None:
+    from flows.stack import Stack
+
+    status = Stack.from_env().status()
+    for key, value in status.items():
+        print(f"{key:12} {', '.join(value) if isinstance(value, list) else value}")
+    if status["server"] != "running":
+        sys.exit(1)
+
+
+def cmd_env(args: argparse.Namespace) -> None:
+    from flows.stack import Stack
+
+    for key, value in Stack.from_env().env().items():
+        print(f"export {key}={value}")
+
+
+def cmd_lineage(args: argparse.Namespace) -> None:
+    from flows.lineage import find_version_folder, format_lineage
+
+    print(format_lineage(find_version_folder(args.path)))
+
+
+def cmd_demo(args: argparse.Namespace) -> None:
+    from flows.demo.run import run_demo
+
+    print(run_demo(keep_stack=args.keep_stack))
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="gptforge", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("up", help="start the local Prefect server and serve every deployment").set_defaults(fn=cmd_up)
+    sub.add_parser("down", help="stop the local stack").set_defaults(fn=cmd_down)
+    sub.add_parser("status", help="is the local stack running; which deployments it serves").set_defaults(fn=cmd_status)
+    sub.add_parser("env", help="print the exports that point the prefect CLI at the local stack").set_defaults(fn=cmd_env)
+    run = sub.add_parser("run", help="run a stage flow in-process; prints the output version folder last")
+    run.add_argument("stage", help="build-corpus, …")
+    run.add_argument("-p", "--param", action="append", default=[], metavar="KEY=VALUE", help="flow parameter (JSON value)")
+    run.set_defaults(fn=cmd_run)
+    lineage = sub.add_parser("lineage", help="print where a version came from, from the manifests alone")
+    lineage.add_argument("path", type=Path)
+    lineage.set_defaults(fn=cmd_lineage)
+    demo = sub.add_parser("demo", help="build the embedded demo through the local stack's deployments")
+    demo.add_argument("--keep-stack", action="store_true", help="leave the local stack running afterwards")
+    demo.set_defaults(fn=cmd_demo)
+    args = parser.parse_args(argv)
+    args.fn(args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Corpus-building steps as plain functions (no Prefect): dumps → links → fetch → extract → clean → dedup."""

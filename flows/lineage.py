@@ -1,0 +1,119 @@
+"""Lineage: manifests written by every stage, the lineage card shown in Prefect, and ``gptforge lineage PATH``.
+
+The manifest is the durable lineage record (it outlives Prefect's event retention): each version names its upstream
+inputs — files with checksums, or other versions as ``{"stage", "version", "checksum"}`` — so the chain from a model
+back to the Reddit dumps can be walked from the data root alone.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Iterator
+
+from flows.store import MANIFEST, DataRoot, StoreError, code_version, file_entries, manifest_checksum, sha256_file, utc_now
+
+
+def current_flow_run() -> dict | None:
+    """The Prefect flow run building this version (id, name, UI link), or None outside Prefect."""
+    try:
+        from prefect.runtime import flow_run
+    except ImportError:
+        return None
+    if not flow_run.id:
+        return None
+    return {"id": str(flow_run.id), "name": flow_run.name, "flow": flow_run.flow_name, "url": flow_run.ui_url}
+
+
+def input_file(path: str | Path, kind: str) -> dict:
+    """An upstream input file, identified by path, size and checksum."""
+    p = Path(path)
+    return {"kind": kind, "path": str(p.resolve()), "bytes": p.stat().st_size, "sha256": sha256_file(p)}
+
+
+def upstream_version(root: DataRoot, stage: str, version: str) -> dict:
+    """An upstream version, identified by stage, version and its manifest checksum."""
+    manifest = root.read_manifest(stage, version)
+    return {"kind": "version", "stage": stage, "version": version, "checksum": manifest["checksum"],
+            "url": root.version_url(stage, version), "flow_run": manifest.get("flow_run")}
+
+
+def write_manifest(folder: Path, stage: str, version: str, parameters: dict, upstream: list[dict], counts: dict) -> dict:
+    """Describe a finished output folder: outputs with checksums, counts, upstream, code and flow run."""
+    manifest = {
+        "stage": stage, "version": version, "created_at": utc_now(), "parameters": parameters,
+        "code_version": code_version(), "flow_run": current_flow_run(), "upstream": upstream,
+        "outputs": file_entries(folder), "counts": counts,
+    }
+    manifest["checksum"] = manifest_checksum(manifest)
+    (folder / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True, default=str) + "\n")
+    return manifest
+
+
+def _node_label(manifest: dict) -> str:
+    return f"{manifest['stage']} {manifest['version']}"
+
+
+def lineage_card(manifest: dict) -> str:
+    """Markdown for a keyed Prefect artifact: a mermaid graph from the inputs to this version, with run links."""
+    me = "out"
+    lines = ["```mermaid", "graph LR", f'  {me}["{_node_label(manifest)}"]']
+    table = ["| input | identity | flow run |", "|---|---|---|"]
+    for i, up in enumerate(manifest.get("upstream", [])):
+        if up["kind"] == "version":
+            label, ident = f"{up['stage']} {up['version']}", f"checksum `{up['checksum'][:12]}`"
+            run = (up.get("flow_run") or {}).get("url")
+        else:
+            label, ident, run = f"{up['kind']}: {Path(up['path']).name}", f"sha256 `{up['sha256'][:12]}`", None
+        lines.append(f'  in{i}["{label}"] --> {me}')
+        if run:
+            lines.append(f'  click in{i} "{run}"')
+        table.append(f"| {label} | {ident} | {f'[run]({run})' if run else '—'} |")
+    lines.append("```")
+    run = manifest.get("flow_run") or {}
+    head = [f"# Lineage of {_node_label(manifest)}", "",
+            f"Checksum `{manifest['checksum'][:16]}`, built {manifest['created_at']} by code {manifest['code_version']}"
+            + (f" in [flow run {run.get('name')}]({run.get('url')})" if run.get("url") else "") + ".", ""]
+    return "\n".join(head + lines + [""] + table) + "\n"
+
+
+def find_version_folder(path: str | Path) -> Path:
+    """The version folder containing PATH (PATH itself, or the nearest parent with a manifest)."""
+    p = Path(path).resolve()
+    for candidate in (p, *p.parents):
+        if (candidate / MANIFEST).is_file():
+            return candidate
+    raise StoreError(f"{path} is not inside a version folder (no {MANIFEST} in it or any parent); "
+                     "pass a folder such as DATA/corpus/v0001")
+
+
+def walk_lineage(folder: Path) -> Iterator[tuple[int, dict]]:
+    """Depth-first (depth, node) over the lineage; nodes are manifests or input-file entries."""
+    root = DataRoot.from_env(str(folder.parent.parent))
+
+    def visit(manifest: dict, depth: int) -> Iterator[tuple[int, dict]]:
+        yield depth, manifest
+        for up in manifest.get("upstream", []):
+            if up["kind"] == "version" and root.exists(up["stage"], up["version"]):
+                yield from visit(root.read_manifest(up["stage"], up["version"]), depth + 1)
+            else:
+                yield depth + 1, up
+
+    yield from visit(json.loads((folder / MANIFEST).read_text()), 0)
+
+
+def format_lineage(folder: Path) -> str:
+    """The chain that produced a version, as an indented tree with checksums and run links."""
+    out = []
+    for depth, node in walk_lineage(folder):
+        pad = "  " * depth + ("└─ " if depth else "")
+        if "stage" in node and "outputs" in node:
+            run = (node.get("flow_run") or {}).get("url") or "no flow run"
+            counts = ", ".join(f"{k}={v}" for k, v in node.get("counts", {}).items() if isinstance(v, (int, float)))
+            out.append(f"{pad}{node['stage']} {node['version']}  checksum {node['checksum'][:12]}  {node['created_at']}  {run}")
+            if counts:
+                out.append(f"{'  ' * depth}{'   ' if depth else ''}  {counts}")
+        elif node["kind"] == "version":
+            out.append(f"{pad}{node['stage']} {node['version']}  checksum {node['checksum'][:12]}  (not in this data root)")
+        else:
+            out.append(f"{pad}{node['kind']} {node['path']}  sha256 {node['sha256'][:12]}  {node['bytes']} bytes")
+    return "\n".join(out)

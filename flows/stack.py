@@ -1,0 +1,142 @@
+"""The local Prefect stack: a real Prefect server (SQLite, 127.0.0.1) and one serve process for every deployment.
+
+State lives in the project's state folder (``GPTFORGE_STATE``, default ``./.state``): ``prefect/`` is PREFECT_HOME
+(the SQLite database), ``*.pid`` and ``*.log`` belong to the two processes. Nothing listens beyond 127.0.0.1.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+HOST = "127.0.0.1"
+
+
+@dataclass(frozen=True)
+class Stack:
+    state: Path
+    port: int
+
+    @classmethod
+    def from_env(cls) -> "Stack":
+        state = Path(os.environ.get("GPTFORGE_STATE", ".state")).resolve()
+        return cls(state, int(os.environ.get("GPTFORGE_PORT", "4200")))
+
+    @property
+    def api_url(self) -> str:
+        return f"http://{HOST}:{self.port}/api"
+
+    @property
+    def ui_url(self) -> str:
+        return f"http://{HOST}:{self.port}"
+
+    def env(self) -> dict[str, str]:
+        """Environment for every process of the stack and for clients that talk to it."""
+        return {
+            "PREFECT_HOME": str(self.state / "prefect"),
+            "PREFECT_API_URL": self.api_url,
+            "PREFECT_UI_URL": self.ui_url,
+            "PREFECT_SERVER_API_HOST": HOST,
+            "PREFECT_SERVER_API_PORT": str(self.port),
+            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            "GX_ANALYTICS_ENABLED": "false",
+        }
+
+    def _pid(self, name: str) -> int | None:
+        path = self.state / f"{name}.pid"
+        if not path.exists():
+            return None
+        pid = int(path.read_text())
+        try:
+            if os.waitpid(pid, os.WNOHANG)[0] == pid:  # our own child that exited: reap it
+                raise OSError
+        except ChildProcessError:
+            pass  # not our child (started by an earlier `gptforge up`)
+        except OSError:
+            path.unlink(missing_ok=True)
+            return None
+        try:
+            os.kill(pid, 0)
+            return pid
+        except OSError:
+            path.unlink(missing_ok=True)
+            return None
+
+    def healthy(self) -> bool:
+        try:
+            return httpx.get(f"{self.api_url}/health", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def _start(self, name: str, argv: list[str]) -> int:
+        self.state.mkdir(parents=True, exist_ok=True)
+        log = open(self.state / f"{name}.log", "ab")
+        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                env=os.environ | self.env(), start_new_session=True)
+        (self.state / f"{name}.pid").write_text(str(proc.pid))
+        return proc.pid
+
+    def up(self, timeout_s: float = 120) -> None:
+        """Start whatever is not running; wait until the server answers and the deployments are registered."""
+        if self._pid("server") is None:
+            if self.healthy():
+                raise RuntimeError(f"something else already answers on {self.api_url}; stop it or set GPTFORGE_PORT")
+            self._start("server", [sys.executable, "-m", "prefect", "server", "start", "--host", HOST,
+                                   "--port", str(self.port), "--analytics-off"])
+        self._wait(self.healthy, timeout_s, "server", "the Prefect server to answer")
+        if self._pid("serve") is None:
+            self._start("serve", [sys.executable, "-m", "flows.deployments"])
+        self._wait(self.deployments_ready, timeout_s, "serve", "the deployments to be served")
+
+    def _wait(self, ready, timeout_s: float, name: str, what: str) -> None:
+        deadline = time.monotonic() + timeout_s
+        while not ready():
+            if self._pid(name) is None:
+                raise RuntimeError(f"the {name} process exited while waiting for {what}; see {self.state / (name + '.log')}")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"timed out after {timeout_s:.0f}s waiting for {what}; see {self.state / (name + '.log')}")
+            time.sleep(0.5)
+
+    def deployments(self) -> list[str]:
+        try:
+            r = httpx.post(f"{self.api_url}/deployments/filter", json={"limit": 200}, timeout=5)
+            flows = {f["id"]: f["name"] for f in httpx.post(f"{self.api_url}/flows/filter", json={"limit": 200}, timeout=5).json()}
+            return sorted(f"{flows.get(d['flow_id'], '?')}/{d['name']}" for d in r.json())
+        except (httpx.HTTPError, ValueError):
+            return []
+
+    def deployments_ready(self) -> bool:
+        from flows.deployments import stage_flows
+
+        served = self.deployments()
+        return all(f"{f.name}/local" in served for f in stage_flows())
+
+    def down(self) -> list[str]:
+        """Stop the serve process, then the server; returns what was stopped."""
+        stopped = []
+        for name in ("serve", "server"):
+            pid = self._pid(name)
+            if pid is None:
+                continue
+            os.killpg(pid, signal.SIGTERM)
+            for _ in range(100):
+                if self._pid(name) is None:
+                    break
+                time.sleep(0.1)
+            else:
+                os.killpg(pid, signal.SIGKILL)
+            (self.state / f"{name}.pid").unlink(missing_ok=True)
+            stopped.append(name)
+        return stopped
+
+    def status(self) -> dict:
+        return {"server": "running" if self._pid("server") and self.healthy() else "stopped",
+                "serve": "running" if self._pid("serve") else "stopped",
+                "api": self.api_url, "ui": self.ui_url, "state": str(self.state),
+                "deployments": self.deployments() if self.healthy() else []}

@@ -1,0 +1,191 @@
+"""The data root: immutable version folders, manifests and atomic writes (see DESIGN.md, "Contracts").
+
+A stage builds its output in a local *work folder* (resumable: per-shard files written atomically survive a
+crash), then publishes it under ``<root>/<stage>/<version>/`` in one step. A published version is never modified.
+The data root is an fsspec URL (``GPTFORGE_DATA``, default ``./data``); on a local filesystem publishing is a
+rename, elsewhere (s3://, gs://, …) the work folder lives in a local cache and is uploaded, manifest last.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import fsspec
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+DATA_ENV = "GPTFORGE_DATA"
+MANIFEST = "manifest.json"
+VERSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+
+class StoreError(RuntimeError):
+    """A data-root problem the user must resolve (bad version name, conflicting parameters, missing version)."""
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> Path:
+    """Write to a temporary sibling and rename: readers never see a half-written file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+    return path
+
+
+def atomic_write_json(path: Path, obj: Any) -> Path:
+    return atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n").encode())
+
+
+def atomic_write_table(path: Path, table: pa.Table) -> Path:
+    """Parquet with zstd, written atomically."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    pq.write_table(table, tmp, compression="zstd")
+    os.replace(tmp, path)
+    return path
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def utc_now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def code_version() -> str:
+    """Package version plus the git commit when running from a checkout."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        pkg = version("gptforge")
+    except PackageNotFoundError:
+        pkg = "unknown"
+    try:
+        sha = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=Path(__file__).parent, capture_output=True,
+                             text=True, timeout=5).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        sha = ""
+    return f"{pkg}+g{sha}" if sha else pkg
+
+
+@dataclass(frozen=True)
+class DataRoot:
+    """One data root: ``corpus/``, ``tokenizer/``, ``tokens/``, ``runs/``, ``eval/`` version folders."""
+
+    url: str
+
+    @classmethod
+    def from_env(cls, url: str | None = None) -> "DataRoot":
+        url = url or os.environ.get(DATA_ENV) or "./data"
+        if "://" not in url:
+            url = str(Path(url).expanduser().resolve())
+        return cls(url.rstrip("/"))
+
+    @property
+    def fs(self) -> fsspec.AbstractFileSystem:
+        return fsspec.core.url_to_fs(self.url)[0]
+
+    @property
+    def is_local(self) -> bool:
+        return "://" not in self.url or self.url.startswith("file://")
+
+    @property
+    def local_path(self) -> Path:
+        return Path(self.url.removeprefix("file://"))
+
+    def version_url(self, stage: str, version: str) -> str:
+        return f"{self.url}/{stage}/{version}"
+
+    def asset_key(self, stage: str, version: str) -> str:
+        """Prefect asset key: the version folder as a URL (``file:///…`` for local roots)."""
+        url = self.version_url(stage, version)
+        return Path(url).as_uri() if self.is_local else url
+
+    def exists(self, stage: str, version: str) -> bool:
+        return self.fs.exists(f"{self.version_url(stage, version)}/{MANIFEST}")
+
+    def versions(self, stage: str) -> list[str]:
+        """Published versions of a stage, oldest first (by manifest created_at, then name)."""
+        base = f"{self.url}/{stage}"
+        if not self.fs.exists(base):
+            return []
+        found = []
+        for entry in self.fs.ls(base, detail=False):
+            name = entry.rstrip("/").rsplit("/", 1)[-1]
+            if not name.startswith(".") and self.fs.exists(f"{entry.rstrip('/')}/{MANIFEST}"):
+                found.append((self.read_manifest(stage, name).get("created_at", ""), name))
+        return [name for _, name in sorted(found)]
+
+    def read_manifest(self, stage: str, version: str) -> dict:
+        path = f"{self.version_url(stage, version)}/{MANIFEST}"
+        try:
+            with self.fs.open(path, "rb") as fh:
+                return json.loads(fh.read())
+        except FileNotFoundError:
+            raise StoreError(f"{stage} version {version!r} not found under {self.url} (no {path}); "
+                             f"published versions: {self.versions(stage) or 'none'}") from None
+
+    def next_version(self, stage: str) -> str:
+        """``v0001``, ``v0002``, … counting published and in-progress versions."""
+        numbers = [int(v[1:]) for v in self.versions(stage) if re.fullmatch(r"v\d+", v)]
+        if self.is_local:
+            work = self.local_path / stage
+            numbers += [int(m.group(1)) for p in (work.glob(".v*.partial") if work.exists() else [])
+                        if (m := re.fullmatch(r"\.v(\d+)\.partial", p.name))]
+        return f"v{max(numbers, default=0) + 1:04d}"
+
+    def work_dir(self, stage: str, version: str) -> Path:
+        """Local, persistent staging folder of an unfinished version (kept across crashes for resuming)."""
+        if not VERSION_RE.match(version):
+            raise StoreError(f"version {version!r} is not a valid folder name: use letters, digits, '.', '_', '-'")
+        if self.is_local:
+            return self.local_path / stage / f".{version}.partial"
+        cache = Path(os.environ.get("GPTFORGE_CACHE", Path.home() / ".cache" / "gptforge"))
+        return cache / hashlib.sha256(self.url.encode()).hexdigest()[:12] / stage / f".{version}.partial"
+
+    def publish(self, stage: str, version: str, work: Path) -> str:
+        """Make a finished work folder the immutable version folder (manifest.json must be in it)."""
+        if not (work / MANIFEST).exists():
+            raise StoreError(f"refusing to publish {work}: it has no {MANIFEST}")
+        if self.exists(stage, version):
+            raise StoreError(f"{stage} version {version!r} already exists at {self.version_url(stage, version)}; "
+                             "published versions are immutable: choose a new version")
+        target = self.version_url(stage, version)
+        if self.is_local:
+            os.replace(work, target)
+        else:
+            staging = f"{self.url}/{stage}/.{version}.uploading"
+            files = sorted(p for p in work.rglob("*") if p.is_file() and p.name != MANIFEST)
+            for p in files:
+                self.fs.put_file(str(p), f"{staging}/{p.relative_to(work).as_posix()}")
+            self.fs.mv(staging, target, recursive=True)
+            self.fs.put_file(str(work / MANIFEST), f"{target}/{MANIFEST}")  # manifest last: marks it complete
+            shutil.rmtree(work)
+        return target
+
+
+def file_entries(folder: Path) -> dict[str, dict]:
+    """Relative path → size and sha256 of every file in a folder (the manifest's ``outputs``)."""
+    return {p.relative_to(folder).as_posix(): {"bytes": p.stat().st_size, "sha256": sha256_file(p)}
+            for p in sorted(folder.rglob("*")) if p.is_file() and p.name != MANIFEST and not p.name.startswith(".")}
+
+
+def manifest_checksum(manifest: dict) -> str:
+    """One checksum that stands for a whole version: the hash of its output checksums."""
+    h = hashlib.sha256()
+    for name, entry in sorted(manifest.get("outputs", {}).items()):
+        h.update(f"{name}\0{entry['sha256']}\n".encode())
+    return h.hexdigest()

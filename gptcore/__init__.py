@@ -1,0 +1,1 @@
+"""gptcore: the model library (plain PyTorch, no Prefect)."""
