@@ -1,0 +1,391 @@
+"""Fetch the pages behind a list of links into one WARC file, with a fetch log row for every link.
+
+``fetch_to_warc`` is a plain synchronous function (it runs its own asyncio loop around ``httpx.AsyncClient``), so a
+flow task or a test calls it directly. What it guarantees:
+
+- every input ``(doc_id, url)`` pair gets exactly one fetch log row (FETCH_LOG_SCHEMA); ``error`` is null exactly
+  for the pages written to the WARC, otherwise a stable code from ERROR_CODES;
+- no connection is ever opened to a non-public address unless ``FetchConfig.allow_hosts`` says so (netguard.py),
+  on the first request and on every redirect hop;
+- politeness: robots.txt (robots.py), at most ``per_host_concurrency`` requests in flight per origin, retries with
+  exponential backoff that honour ``Retry-After``;
+- bounded cost per URL: connect/read timeouts, a total deadline, a cap on the decoded body size (httpbody.py).
+"""
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import random
+import time
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import httpx
+import pyarrow as pa
+
+from flows.corpus.httpbody import ACCEPT_ENCODING, BodyDecodeError, BodyTooLarge, media_type, read_capped
+from flows.corpus.netguard import AddressPolicy, BlockedAddressError, GuardedTransport
+from flows.corpus.robots import RobotsCache, origin_of
+from flows.corpus.warc import HTML_MEDIA_TYPES, FetchedPage, WarcPageWriter
+
+try:
+    _VERSION = version("gptforge")
+except PackageNotFoundError:  # running from a source tree that was never installed
+    _VERSION = "0.0.0"
+
+USER_AGENT = f"gptforge/{_VERSION} (WebText-style corpus builder; honours robots.txt)"
+"""Sent with every request; robots.txt rules for the token ``gptforge`` apply to it."""
+
+ERROR_CODES = {
+    "http_<status>": "the final answer was not 200 (e.g. http_404, http_503 after the retries)",
+    "timeout": "connect or read timeout (after the retries), or the per-URL deadline ran out",
+    "connect_error": "DNS failure, refused or reset connection, TLS failure (after the retries)",
+    "read_error": "the connection broke while reading the answer (after the retries)",
+    "protocol_error": "the server's answer was not valid HTTP",
+    "too_many_redirects": "more than max_redirects redirects",
+    "redirect_loop": "a redirect led back to a URL already visited",
+    "too_large": "the decoded body is larger than max_body_bytes",
+    "not_html": "the Content-Type is missing or not one of content_types",
+    "robots_disallowed": "robots.txt forbids it, or answered 429/5xx (see robots.py)",
+    "blocked_address": "the host (or a redirect target) resolves to a non-public address",
+    "bad_url": "not a parsable http(s) URL, or a redirect to one",
+    "decode_error": "unsupported Content-Encoding or corrupt compressed body",
+}
+
+FETCH_LOG_SCHEMA = pa.schema(
+    [
+        ("doc_id", pa.string()),
+        ("url", pa.string()),  # as given
+        ("final_url", pa.string()),  # the URL that gave the last answer (after redirects); null when none did
+        ("status", pa.int32()),  # HTTP status of the last answer; null when none came
+        ("bytes", pa.int64()),  # decoded body bytes kept (written to the WARC); null when no body was kept
+        ("elapsed_s", pa.float64()),  # wall time for this URL, waits for free slots and retries included
+        ("attempts", pa.int32()),  # requests sent for this URL: redirect hops and retries included, robots.txt not
+        ("redirects", pa.int32()),  # redirects followed
+        ("content_type", pa.string()),  # Content-Type of the last answer
+        ("fetched_at", pa.string()),  # ISO 8601 UTC time of the last answer (or of giving up)
+        ("error", pa.string()),  # null when the page is in the WARC, else a code from ERROR_CODES
+        ("detail", pa.string()),  # human-readable specifics of the error
+    ]
+)
+
+_RETRYABLE_STATUS = frozenset({429}) | frozenset(range(500, 600))
+
+
+@dataclass(frozen=True)
+class FetchConfig:
+    """How politely and how far the fetcher goes. Defaults suit a crawl of many hosts from one machine."""
+
+    concurrency: int = 64  # URLs in flight at once, across all hosts
+    per_host_concurrency: int = 4  # requests in flight per origin (scheme, host, port)
+    connect_timeout_s: float = 10.0  # DNS resolution + TCP (+ TLS) handshake
+    read_timeout_s: float = 20.0  # longest silence while waiting for bytes
+    deadline_s: float = 60.0  # everything for one URL: robots.txt, redirects, retries, backoff
+    retries: int = 3  # extra attempts per URL on 429, 5xx, connect errors, timeouts, broken connections
+    backoff_base_s: float = 1.0  # retry n waits base * 2**n plus up to base of jitter...
+    max_retry_wait_s: float = 30.0  # ...at most this; a longer Retry-After is not waited for (the URL fails)
+    max_redirects: int = 5
+    max_body_bytes: int = 5 * 1024 * 1024  # decoded size: also what stops compression bombs
+    content_types: tuple[str, ...] = HTML_MEDIA_TYPES
+    respect_robots: bool = True
+    user_agent: str = USER_AGENT
+    allow_hosts: tuple[str, ...] = ()  # hostnames, IPs or CIDRs that may resolve to non-public addresses
+
+    def __post_init__(self) -> None:
+        for name in ("concurrency", "per_host_concurrency", "max_body_bytes"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"FetchConfig.{name} must be at least 1, got {getattr(self, name)}")
+        for name in ("retries", "max_redirects", "backoff_base_s", "max_retry_wait_s"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"FetchConfig.{name} must not be negative, got {getattr(self, name)}")
+        for name in ("connect_timeout_s", "read_timeout_s", "deadline_s"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"FetchConfig.{name} must be positive, got {getattr(self, name)}")
+
+
+def fetch_to_warc(urls: Sequence[tuple[str, str]], warc_path: Path, config: FetchConfig = FetchConfig()) -> pa.Table:
+    """Fetch ``(doc_id, url)`` pairs; write usable pages to the gzip WARC ``warc_path``; return the fetch log.
+
+    The WARC appears at ``warc_path`` only when every URL has been dealt with (temporary name + rename). The log has
+    one row per input pair, in input order. Call it from synchronous code (it runs its own event loop).
+    """
+    with WarcPageWriter(Path(warc_path), software=config.user_agent) as warc:
+        rows = asyncio.run(_fetch_all(list(urls), config, warc))
+    return pa.Table.from_pylist(rows, schema=FETCH_LOG_SCHEMA)
+
+
+async def _fetch_all(urls: list[tuple[str, str]], config: FetchConfig, warc: WarcPageWriter) -> list[dict]:
+    timeout = httpx.Timeout(connect=config.connect_timeout_s, read=config.read_timeout_s,
+                            write=config.read_timeout_s, pool=None)
+    limits = httpx.Limits(max_connections=None, max_keepalive_connections=config.concurrency)
+    headers = {
+        "User-Agent": config.user_agent,
+        "Accept": "text/html,application/xhtml+xml;q=0.9,*/*;q=0.5",
+        "Accept-Encoding": ACCEPT_ENCODING,
+    }
+    transport = GuardedTransport(AddressPolicy.from_allow_hosts(config.allow_hosts), limits)
+    async with httpx.AsyncClient(transport=transport, timeout=timeout, headers=headers,
+                                 max_redirects=config.max_redirects) as client:
+        fetcher = _Fetcher(config, client, warc)
+        rows: list[dict] = [{} for _ in urls]
+        pending = iter(_interleaved_by_origin(urls))
+
+        async def worker() -> None:
+            for index in pending:  # one shared iterator: each index is taken by exactly one worker
+                rows[index] = await fetcher.fetch(*urls[index])
+
+        await asyncio.gather(*(worker() for _ in range(min(config.concurrency, len(urls)))))
+    return rows
+
+
+def _interleaved_by_origin(urls: list[tuple[str, str]]) -> list[int]:
+    """Input indices reordered round-robin over origins.
+
+    Links often come grouped by site; taken in that order, most workers would queue on one site's per-host limit
+    while other sites wait. Round-robin order keeps them spread out.
+    """
+    seen_per_origin: dict[str, int] = {}
+    origin_rank: dict[str, int] = {}
+    keys = []
+    for index, (_, url) in enumerate(urls):
+        try:
+            parts = urlsplit(url)
+            origin = f"{parts.scheme}://{parts.netloc}".lower()
+        except ValueError:  # logged as bad_url when its turn comes
+            origin = ""
+        origin_rank.setdefault(origin, len(origin_rank))
+        turn = seen_per_origin.get(origin, 0)
+        seen_per_origin[origin] = turn + 1
+        keys.append((turn, origin_rank[origin], index))
+    return [index for _, _, index in sorted(keys)]
+
+
+class _Failed(Exception):
+    """Ends the work on one URL with a fetch log error code."""
+
+    def __init__(self, code: str, detail: str) -> None:
+        super().__init__(f"{code}: {detail}")
+        self.code, self.detail = code, detail
+
+
+@dataclass
+class _Outcome:
+    """The fetch log row of one URL, filled in as the fetch goes."""
+
+    doc_id: str
+    url: str
+    final_url: str | None = None
+    status: int | None = None
+    bytes: int | None = None
+    elapsed_s: float = 0.0
+    attempts: int = 0
+    redirects: int = 0
+    content_type: str | None = None
+    fetched_at: str | None = None
+    error: str | None = None
+    detail: str | None = None
+    started: float = field(default_factory=time.monotonic, repr=False)
+
+    def row(self) -> dict:
+        return {name: getattr(self, name) for name in FETCH_LOG_SCHEMA.names}
+
+
+def _utc_now() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class _Fetcher:
+    """Fetches one URL at a time for a worker: robots.txt, redirects, retries, body, WARC record."""
+
+    def __init__(self, config: FetchConfig, client: httpx.AsyncClient, warc: WarcPageWriter) -> None:
+        self._config, self._client, self._warc = config, client, warc
+        self._origin_slots: dict[tuple[str, str, int], asyncio.Semaphore] = {}
+        self._robots = RobotsCache(client, config.user_agent, self._slot) if config.respect_robots else None
+
+    @asynccontextmanager
+    async def _slot(self, url: httpx.URL) -> AsyncIterator[None]:
+        """Hold one of the origin's per_host_concurrency request slots."""
+        origin = origin_of(url)
+        semaphore = self._origin_slots.get(origin)
+        if semaphore is None:
+            semaphore = self._origin_slots[origin] = asyncio.Semaphore(self._config.per_host_concurrency)
+        async with semaphore:
+            yield
+
+    async def fetch(self, doc_id: str, url: str) -> dict:
+        """The fetch log row for one URL; a usable page is written to the WARC on the way."""
+        outcome = _Outcome(doc_id, url)
+        try:
+            async with asyncio.timeout(self._config.deadline_s):
+                page = await self._follow(outcome)
+            self._warc.write(page)
+        except _Failed as failure:
+            outcome.error, outcome.detail = failure.code, failure.detail
+        except BlockedAddressError as exc:
+            outcome.error, outcome.detail = "blocked_address", str(exc)
+        except TimeoutError:
+            outcome.error = "timeout"
+            outcome.detail = f"no usable answer within the {self._config.deadline_s} s deadline for one URL"
+        outcome.elapsed_s = round(time.monotonic() - outcome.started, 4)
+        outcome.fetched_at = outcome.fetched_at or _utc_now()
+        return outcome.row()
+
+    async def _follow(self, outcome: _Outcome) -> FetchedPage:
+        """Follow redirects from outcome.url to a usable page, or raise _Failed."""
+        url = _http_url(outcome.url)
+        visited = {url}
+        while True:
+            if self._robots is not None:
+                refusal = await self._robots.refusal(url)
+                if refusal is not None:
+                    raise _Failed(*refusal)
+            page, location = await self._request_with_retries(url, outcome)
+            if page is not None:
+                return page
+            target = _http_url(location, base=url)
+            if outcome.redirects >= self._config.max_redirects:
+                limit = self._config.max_redirects
+                raise _Failed("too_many_redirects", f"more than {limit} redirects, the next one from {url} to {target}")
+            if target in visited:
+                raise _Failed("redirect_loop", f"{url} redirects back to {target}")
+            visited.add(target)
+            outcome.redirects += 1
+            url = target
+
+    async def _request_with_retries(self, url: httpx.URL, outcome: _Outcome) -> tuple[FetchedPage | None, str]:
+        """One hop: (page, "") for a usable page, (None, Location header) for a redirect, else raises _Failed."""
+        retry = 0
+        while True:
+            outcome.attempts += 1
+            retry_after = None
+            try:
+                async with self._slot(url):
+                    return await self._request_once(url, outcome)
+            except _RetryableStatus as answer:
+                failure, retry_after = _Failed(f"http_{answer.status}", answer.detail), answer.retry_after
+            except httpx.TimeoutException as exc:
+                failure = _Failed("timeout", f"{type(exc).__name__} from {url}: {exc}")
+            except httpx.ConnectError as exc:
+                failure = _Failed("connect_error", f"{url}: {exc}")
+            except (httpx.ReadError, httpx.WriteError) as exc:
+                failure = _Failed("read_error", f"{url}: {exc}")
+            except httpx.ProtocolError as exc:  # includes "server disconnected without sending a response"
+                failure = _Failed("protocol_error", f"{url}: {exc}")
+            except httpx.UnsupportedProtocol as exc:
+                raise _Failed("bad_url", f"{url}: {exc}") from exc
+            wait = self._retry_wait(retry, retry_after)
+            remaining = self._config.deadline_s - (time.monotonic() - outcome.started)
+            if retry >= self._config.retries or wait is None or wait >= remaining:
+                raise failure
+            retry += 1
+            await asyncio.sleep(wait)
+
+    def _retry_wait(self, retry: int, retry_after: str | None) -> float | None:
+        """Seconds to wait before retry number ``retry + 1``; None when the server asks for more than we wait."""
+        base = self._config.backoff_base_s
+        wait = min(base * 2**retry + random.uniform(0, base), self._config.max_retry_wait_s)
+        if retry_after is not None:
+            asked = _retry_after_seconds(retry_after)
+            if asked is not None:
+                if asked > self._config.max_retry_wait_s:
+                    return None
+                wait = max(wait, asked)
+        return wait
+
+    async def _request_once(self, url: httpx.URL, outcome: _Outcome) -> tuple[FetchedPage | None, str]:
+        request = self._client.build_request("GET", url)
+        response = await self._client.send(request, stream=True)
+        try:
+            outcome.final_url, outcome.status = str(url), response.status_code
+            outcome.content_type = response.headers.get("content-type")
+            outcome.fetched_at = _utc_now()
+            if response.is_redirect:
+                return None, response.headers["location"]
+            if response.status_code in _RETRYABLE_STATUS:
+                raise _RetryableStatus(response)
+            if response.status_code != 200:
+                detail = f"{url} answered HTTP {response.status_code} {response.reason_phrase}"
+                raise _Failed(f"http_{response.status_code}", detail)
+            body = await self._read_html_body(url, response)
+            outcome.bytes = len(body)
+            return _fetched_page(outcome, request, response, body), ""
+        finally:
+            await response.aclose()
+
+    async def _read_html_body(self, url: httpx.URL, response: httpx.Response) -> bytes:
+        content_type = response.headers.get("content-type")
+        if media_type(content_type) not in self._config.content_types:
+            raise _Failed("not_html", f"{url} has Content-Type {content_type!r}")
+        limit = self._config.max_body_bytes
+        declared = response.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > limit:
+            raise _Failed("too_large", f"{url} declares Content-Length {declared} > max_body_bytes {limit}")
+        try:
+            return await read_capped(response.aiter_raw(), response.headers.get("content-encoding"), limit)
+        except BodyTooLarge as exc:
+            raise _Failed("too_large", f"{url}: {exc} (max_body_bytes)") from exc
+        except BodyDecodeError as exc:
+            raise _Failed("decode_error", f"{url}: {exc}") from exc
+
+
+class _RetryableStatus(Exception):
+    """A 429 or 5xx answer: retried like a network error, reported as http_<status> when retries run out."""
+
+    def __init__(self, response: httpx.Response) -> None:
+        self.status = response.status_code
+        self.retry_after = response.headers.get("retry-after")
+        self.detail = f"{response.url} answered HTTP {self.status} {response.reason_phrase}"
+        if self.retry_after is not None:
+            self.detail += f" (Retry-After: {self.retry_after})"
+        super().__init__(self.detail)
+
+
+def _retry_after_seconds(value: str) -> float | None:
+    """A Retry-After header (delta-seconds or HTTP date) in seconds from now; None when unparsable."""
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())
+
+
+def _http_url(text: str, base: httpx.URL | None = None) -> httpx.URL:
+    """Parse an http(s) URL with a host (a redirect's Location relative to ``base``), or raise _Failed("bad_url")."""
+    context = f"redirect from {base} to " if base is not None else ""
+    try:
+        url = base.join(text) if base is not None else httpx.URL(text)
+    except (httpx.InvalidURL, TypeError, ValueError) as exc:
+        raise _Failed("bad_url", f"{context}{text!r}: {exc}") from exc
+    if url.scheme not in ("http", "https") or not url.host:
+        raise _Failed("bad_url", f"{context}{text!r} is not an http(s) URL with a host")
+    return url.copy_with(fragment=None)  # fragments are never sent; without them a loop is seen as one
+
+
+def _fetched_page(outcome: _Outcome, request: httpx.Request, response: httpx.Response, body: bytes) -> FetchedPage:
+    server_address = None
+    stream = response.extensions.get("network_stream")
+    if stream is not None:
+        peer = stream.get_extra_info("server_addr")
+        server_address = peer[0] if peer else None
+    return FetchedPage(
+        doc_id=outcome.doc_id,
+        url=str(response.url),
+        request_headers=list(request.headers.multi_items()),
+        http_version=response.http_version,
+        status=response.status_code,
+        reason=response.reason_phrase,
+        response_headers=[(k.decode("latin-1"), v.decode("latin-1")) for k, v in response.headers.raw],
+        body=body,
+        fetched_at=outcome.fetched_at or _utc_now(),
+        ip_address=server_address,
+    )
