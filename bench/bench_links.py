@@ -1,0 +1,180 @@
+"""Benchmark: filter_dump against a plain Python zstandard + json loop applying the same rules.
+
+Generates (once, cached under bench/out/) a Pushshift-style long-window dump of realistic ~1.4 KB, ~65-field
+submission records with a realistic mix (half self posts, most link posts under 3 karma, some NSFW, blocked hosts,
+images, the same articles shared with tracking parameters), then runs each reader in its own subprocess and prints
+submissions/s, the ratio, and peak RSS. Both readers must keep the same submissions, else it exits non-zero.
+
+    .venv/bin/python bench/bench_links.py [--records 1000000] [--workers 2]
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import io
+import json
+import random
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import zstandard
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from flows.corpus.dumps import KeptSubmission, LinkFilterConfig, classify_record, filter_dump  # noqa: E402
+from flows.demo.dumpgen import submission_record, write_dump  # noqa: E402
+
+OUT = REPO / "bench" / "out"
+SUBREDDITS = ["news", "worldnews", "programming", "science", "technology", "politics", "gaming", "AskReddit", "pics",
+              "Python", "MachineLearning", "space", "history", "books", "movies"]
+BLOCKED_URLS = ["https://i.imgur.com/{}.jpg", "https://www.youtube.com/watch?v={}", "https://i.redd.it/{}.png",
+                "https://en.wikipedia.org/wiki/Item_{}", "https://gfycat.com/{}", "https://www.reddit.com/r/x/comments/{}/"]
+WORDS = ("the of and to in is that for it as with was on be by this are from at or an have not they which one you "
+         "were all we when there can more has their if will about so what who would some time people into").split()
+
+
+def _extra_fields(rng: random.Random, is_self: bool) -> dict:
+    """More of the fields real submissions carry, with their usual values (records come out at ~1.4 KB)."""
+    return {
+        "all_awardings": [], "allow_live_comments": False, "author_flair_richtext": [], "author_flair_text": None,
+        "author_flair_type": "text", "author_fullname": f"t2_{rng.getrandbits(40):x}",
+        "author_premium": rng.random() < 0.1, "awarders": [], "contest_mode": False, "edited": False, "gildings": {},
+        "hidden": False, "is_original_content": False, "is_robot_indexable": True, "link_flair_richtext": [],
+        "link_flair_text": None, "link_flair_type": "text", "media": None, "media_embed": {}, "media_only": False,
+        "no_follow": rng.random() < 0.7, "num_crossposts": 0, "pinned": False, "pwls": 6, "quarantine": False,
+        "secure_media": None, "send_replies": True, "subreddit_subscribers": rng.randint(1000, 30_000_000),
+        "subreddit_type": "public", "thumbnail_height": None if is_self else 140,
+        "treatment_tags": [], "upvote_ratio": round(rng.random(), 2), "wls": 6, "category": None,
+        "distinguished": None, "is_gallery": False, "mod_reports": [], "user_reports": [],
+        "post_hint": "self" if is_self else "link", "view_count": None,
+        "preview": None if is_self else {"enabled": False, "images": [{"id": f"{rng.getrandbits(60):x}"}]},
+    }
+
+
+def _record(i: int, rng: random.Random) -> dict:
+    submission_id = f"{i + 10**8:x}"
+    subreddit = rng.choice(SUBREDDITS)
+    created = 1_672_531_200 + i  # January 2023
+    title = " ".join(rng.choices(WORDS, k=rng.randint(4, 16))).capitalize()
+    if rng.random() < 0.5:
+        record = submission_record(submission_id, f"https://www.reddit.com/r/{subreddit}/comments/{submission_id}/",
+                                   score=rng.choice([0, 1, 1, 2, 5]), subreddit=subreddit, created_utc=created,
+                                   is_self=True, title=title, **_extra_fields(rng, True))
+        record["selftext"] = " ".join(rng.choices(WORDS, k=rng.randint(0, 25)))
+        return record
+    kind = rng.random()
+    if kind < 0.12:
+        url = rng.choice(BLOCKED_URLS).format(submission_id)
+    elif kind < 0.15:
+        url = f"https://cdn.example{rng.randint(0, 99)}.com/img/{submission_id}.jpg"
+    else:  # articles, shared repeatedly, sometimes with tracking parameters or a fragment
+        article = rng.randint(0, 200_000)
+        url = f"https://www.site{article % 3000}.com/2023/01/article-{article}?id={article}"
+        url += rng.choice(["", "", "&utm_source=reddit&utm_medium=social", "&amp;fbclid=IwAR0abc", "#comments"])
+    score = rng.choice([0, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 3, 5, 12, 90])  # a quarter reach 3
+    return submission_record(submission_id, url, score=score, subreddit=subreddit, created_utc=created,
+                             over_18=rng.random() < 0.06, title=title, **_extra_fields(rng, False))
+
+
+def ensure_dump(n_records: int) -> Path:
+    path = OUT / f"RS_bench_{n_records}.zst"
+    if not path.exists():
+        OUT.mkdir(parents=True, exist_ok=True)
+        rng = random.Random(2019)
+        started = time.perf_counter()
+        partial = path.with_suffix(".partial")
+        write_dump(partial, (_record(i, rng) for i in range(n_records)))
+        partial.rename(path)
+        print(f"generated {path.name} ({path.stat().st_size / 2**20:.0f} MiB) in {time.perf_counter() - started:.0f} s")
+    return path
+
+
+def _digest(kept: list[tuple[str, str]]) -> str:
+    return hashlib.sha256(json.dumps(sorted(kept)).encode()).hexdigest()[:16]
+
+
+def run_filter_dump(path: Path, workers: int) -> dict:
+    result = filter_dump(path, LinkFilterConfig(workers=workers))
+    kept = [(sid, url) for url, ids in zip(result.links["url"].to_pylist(), result.links["submission_ids"].to_pylist())
+            for sid in ids]
+    return {"records": result.counts["records_read"], "kept": len(kept), "digest": _digest(kept)}
+
+
+def run_plain_loop(path: Path, parse) -> dict:
+    """The peer: stream-decompress, json-parse each line, apply the same rules with classify_record."""
+    config, kept, records = LinkFilterConfig(), [], 0
+    with open(path, "rb") as fh, zstandard.ZstdDecompressor(max_window_size=2**31).stream_reader(fh) as reader:
+        for line in io.BufferedReader(reader, 1 << 20):
+            records += 1
+            try:
+                decision = classify_record(parse(line), config)
+            except ValueError:
+                continue
+            if isinstance(decision, KeptSubmission):
+                kept.append((decision.id, decision.url))
+    return {"records": records, "kept": len(kept), "digest": _digest(kept)}
+
+
+def run_decompress_only(path: Path) -> dict:
+    """Ceiling: zstd decoding alone, single-threaded (one frame cannot be decoded in parallel)."""
+    size = 0
+    with open(path, "rb") as fh, zstandard.ZstdDecompressor(max_window_size=2**31).stream_reader(fh) as reader:
+        while block := reader.read(1 << 24):
+            size += len(block)
+    return {"bytes": size}
+
+
+def child(which: str, path: Path, workers: int) -> None:
+    import orjson
+
+    runners = {"filter_dump": lambda: run_filter_dump(path, workers), "json_loop": lambda: run_plain_loop(path, json.loads),
+               "orjson_loop": lambda: run_plain_loop(path, orjson.loads), "decompress": lambda: run_decompress_only(path)}
+    started = time.perf_counter()
+    result = runners[which]()
+    result["seconds"] = time.perf_counter() - started
+    result["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps(result))
+
+
+def measure(which: str, path: Path, workers: int) -> dict:
+    out = subprocess.run([sys.executable, __file__, "--child", which, "--path", str(path), "--workers", str(workers)],
+                         check=True, capture_output=True, text=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--records", type=int, default=1_000_000)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--child")
+    parser.add_argument("--path", type=Path)
+    args = parser.parse_args()
+    if args.child:
+        return child(args.child, args.path, args.workers)
+    path = ensure_dump(args.records)
+    results = {name: measure(name, path, args.workers) for name in ("decompress", "filter_dump", "json_loop", "orjson_loop")}
+    n = args.records
+    raw = results["decompress"]["bytes"]
+    print(f"dump: {n:,} records, {path.stat().st_size / 2**20:.0f} MiB zstd --long=31, "
+          f"{raw / 2**20:.0f} MiB decoded ({raw / n:.0f} B/record)")
+    print(f"{'reader':<34}{'seconds':>9}{'subs/s':>12}{'peak RSS MiB':>14}")
+    labels = {"decompress": "zstd decode only (ceiling)", "filter_dump": f"filter_dump (workers={args.workers})",
+              "json_loop": "plain zstandard + json loop", "orjson_loop": "plain zstandard + orjson loop"}
+    for name, result in results.items():
+        print(f"{labels[name]:<34}{result['seconds']:>9.2f}{n / result['seconds']:>12,.0f}{result['peak_rss_mib']:>14.0f}")
+    speedup = results["json_loop"]["seconds"] / results["filter_dump"]["seconds"]
+    print(f"ratio filter_dump vs json loop: {speedup:.1f}x; vs orjson loop: "
+          f"{results['orjson_loop']['seconds'] / results['filter_dump']['seconds']:.1f}x")
+    agree = {results[name]["digest"] for name in ("filter_dump", "json_loop", "orjson_loop")}
+    print(f"kept submissions: {results['filter_dump']['kept']:,} of {results['filter_dump']['records']:,}; "
+          f"readers agree: {len(agree) == 1}")
+    if len(agree) != 1:
+        sys.exit("the readers kept different submissions")
+
+
+if __name__ == "__main__":
+    main()
