@@ -49,7 +49,7 @@ def corpus_checks(doc_files: list[Path], reject_files: list[Path], manifest: dic
     meta = metadata_frame(doc_files)
     counts = manifest["counts"]
     n_rejects = int(duckdb.sql("select count(*) from read_parquet($f)", params={"f": [str(p) for p in reject_files]})
-                    .fetchone()[0]) if reject_files else 0
+                    .fetchall()[0][0]) if reject_files else 0
     documents = [gxe.ExpectColumnValuesToNotBeNull(column=c) for c in REQUIRED]
     documents += [gxe.ExpectColumnValuesToBeUnique(column=c) for c in ("doc_id", "url", "text_hash")]
     documents += [

@@ -82,7 +82,7 @@ def run_gate(gate: str, checks: list[Check]) -> GateReport:
     """Validate every check; never raises for failed expectations (call ``raise_for_failure``)."""
     import great_expectations as gx
 
-    for name in ("great_expectations", "great_expectations.core", "great_expectations.datasource"):
+    for name in ["great_expectations", *[n for n in logging.root.manager.loggerDict if n.startswith("great_expectations.")]]:
         logging.getLogger(name).setLevel(logging.WARNING)
     report = GateReport(gate)
     for check in checks:

@@ -16,7 +16,11 @@ def demo_parameters(dump: Path, texts: list[Path]) -> dict:
     """The demo's build-corpus parameters: its own loopback host allowed, short timeouts for the slow endpoints."""
     return {"dumps": [str(dump)], "texts": [str(p) for p in texts], "version": DEMO_VERSION,
             "allow_hosts": ["127.0.0.1"], "connect_timeout_s": 2.0, "read_timeout_s": 2.0,
-            "max_page_bytes": 2 * 1024 * 1024, "shard_size": 100}
+            "max_page_bytes": 2 * 1024 * 1024, "shard_size": 100,
+            # pydoc pages repeat inherited-member boilerplate by construction ("Data descriptors defined here", …),
+            # which Gopher's repetition limits (tuned for web prose) reject; the demo relaxes them.
+            "quality": {"max_duplicate_line_fraction": 0.6, "max_duplicate_line_char_fraction": 0.5,
+                        "max_duplicate_ngram_char_fraction": [[5, 0.6], [6, 0.6], [7, 0.6], [8, 0.6], [9, 0.6], [10, 0.6]]}}
 
 
 def prepare_inputs(folder: Path, base_url: str, slow_base_url: str, pages) -> tuple[Path, list[Path]]:

@@ -1,0 +1,337 @@
+"""build-corpus: Reddit-linked pages (WebText), WARC files and text files → a validated, deduplicated corpus version.
+
+    dumps ─► filter links ─► merge ─► fetch shards (WARC + log) ─┐
+    warcs ───────────────────────────────────────────────────────┼─► extract + clean + filter ─► dedup ─► write ─► gate ─► publish
+    texts ───────────────────────────────────────────────────────┘
+
+Every step writes its per-shard outputs atomically into the version's work folder and skips what exists, so killing
+the flow and running it again with the same version finishes the same corpus without duplicates.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import shutil
+from collections import Counter
+from dataclasses import asdict
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+from prefect import flow, task
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.assets import Asset, AssetProperties, add_asset_metadata, materialize
+from prefect.logging import get_run_logger
+
+from data_contracts.corpus import validate_corpus
+from data_contracts.gate import GateFailed
+from flows.corpus import assemble
+from flows.corpus.dedup import DedupIndex, MinHashConfig, deduplicate, write_dedup_index
+from flows.corpus.minhash import fingerprint_table
+from flows.corpus.dumps import LinkFilterConfig, filter_dump, merge_links
+from flows.corpus.fetch import FetchConfig, fetch_to_warc
+from flows.corpus.process import ProcessConfig, process_pages_parallel
+from flows.corpus.quality import QualityConfig
+from flows.corpus.records import REJECT_SCHEMA, reject
+from flows.corpus.textfiles import iter_text_documents
+from flows.corpus.urls import DEFAULT_BLOCKED_DOMAINS
+from flows.corpus.warc import read_warc
+from flows.lineage import input_file, lineage_card, upstream_version, write_manifest
+from flows.store import DataRoot, StoreError, atomic_write_json, atomic_write_table
+
+STAGE = "corpus"
+DEDUP_INDEX = "dedup_index.parquet"
+
+
+def _utc(date: str | None) -> int | None:
+    return None if date is None else int(dt.datetime.fromisoformat(date).replace(tzinfo=dt.timezone.utc).timestamp())
+
+
+def _tuples(options: dict) -> dict:
+    """JSON parameters arrive as lists; the frozen config dataclasses hold tuples."""
+    return {k: tuple(tuple(x) if isinstance(x, list) else x for x in v) if isinstance(v, list) else v
+            for k, v in options.items()}
+
+
+def _done(path: Path) -> bool:
+    return path.exists()
+
+
+@task(name="plan-version")
+def plan_version(root: DataRoot, version: str | None, parameters: dict, dedup_against_earlier: bool) -> tuple[str, Path, list[str]]:
+    """Pick the version, create or resume its work folder, and freeze which earlier versions it dedups against."""
+    if version is None:
+        resumable = [p for p in (root.local_path / STAGE).glob(".*.partial")
+                     if (p / "plan.json").exists() and json.loads((p / "plan.json").read_text())["parameters"] == parameters] \
+            if root.is_local and (root.local_path / STAGE).exists() else []
+        version = resumable[0].name[1:-len(".partial")] if resumable else root.next_version(STAGE)
+    if root.exists(STAGE, version):
+        raise StoreError(f"corpus version {version!r} is already published at {root.version_url(STAGE, version)}; "
+                         "versions are immutable: pass a new version (or none for the next number)")
+    work = root.work_dir(STAGE, version)
+    plan_file = work / "plan.json"
+    if plan_file.exists():
+        plan = json.loads(plan_file.read_text())
+        if plan["parameters"] != parameters:
+            changed = sorted(k for k in parameters if parameters[k] != plan["parameters"].get(k))
+            raise StoreError(f"corpus version {version!r} was started with other parameters (changed: {changed}); "
+                             f"rerun with the original parameters to resume, or delete {work} to start over")
+    else:
+        earlier = root.versions(STAGE) if dedup_against_earlier else []
+        plan = {"version": version, "parameters": parameters, "earlier_versions": earlier}
+        atomic_write_json(plan_file, plan)
+    return version, work, plan["earlier_versions"]
+
+
+@task(name="filter-links", retries=1)
+def filter_links(dump: str, work: Path, config: LinkFilterConfig) -> dict:
+    out, rejected = work / "links" / f"{Path(dump).name}.parquet", work / "links" / f"{Path(dump).name}.rejects.parquet"
+    counts_file = out.with_suffix(".counts.json")
+    if not _done(out):
+        result = filter_dump(dump, config)
+        atomic_write_table(rejected, result.rejects)
+        atomic_write_json(counts_file, result.counts)
+        atomic_write_table(out, result.links)
+    return json.loads(counts_file.read_text())
+
+
+@task(name="merge-links")
+def merge_link_tables(work: Path, dumps: list[str], max_links: int | None) -> int:
+    """One row per normalized URL across all dumps; links over ``max_links`` (lowest scores) become rejects."""
+    out = work / "links.parquet"
+    if not _done(out):
+        merged = merge_links([pq.read_table(work / "links" / f"{Path(d).name}.parquet") for d in dumps])
+        over = []
+        if max_links is not None and merged.num_rows > max_links:
+            ranked = merged.take(pc.sort_indices(merged, [("score_max", "descending"), ("doc_id", "ascending")]))
+            over = ranked.slice(max_links).to_pylist()
+            merged = ranked.slice(0, max_links).sort_by("doc_id")
+        atomic_write_table(work / "links.rejects.parquet", assemble.rejects_table(
+            [reject(r["url"], "reddit", "links", "over_max_links", f"score {r['score_max']}; max_links={max_links}",
+                    ",".join(r["inputs"]), r["doc_id"]) for r in over]))
+        atomic_write_table(out, merged)
+    return pq.read_metadata(out).num_rows
+
+
+@task(name="fetch-shard", retries=2, retry_delay_seconds=5)
+def fetch_shard(work: Path, shard: int, shard_size: int, config: FetchConfig) -> dict:
+    log_path, warc_path = work / "fetch" / f"{shard:05d}.log.parquet", work / "fetch" / f"{shard:05d}.warc.gz"
+    if not _done(log_path):
+        links = pq.read_table(work / "links.parquet", columns=["doc_id", "url"]).slice(shard * shard_size, shard_size)
+        log = fetch_to_warc(list(zip(links["doc_id"].to_pylist(), links["url"].to_pylist())), warc_path, config)
+        atomic_write_table(log_path, log)
+    errors = pq.read_table(log_path, columns=["error"])["error"]
+    return {"shard": shard, "urls": len(errors), "ok": errors.null_count}
+
+
+def _extract_unit(work: Path, unit: str, pages, config: ProcessConfig, minhash: MinHashConfig, workers: int,
+                  extra_rejects: pa.Table | None = None, provenance=None) -> dict:
+    """Extract one unit of pages into ``extract/<unit>.parquet`` (+ rejects) unless it is already there."""
+    out, rejected = work / "extract" / f"{unit}.parquet", work / "extract" / f"{unit}.rejects.parquet"
+    if not _done(out):
+        docs, rejects = process_pages_parallel(pages, config, workers=workers)
+        prints = fingerprint_table([d["doc_id"] for d in docs], [d["text"] for d in docs], minhash)
+        for doc, text_hash, bands in zip(docs, prints["text_hash"].to_pylist(), prints["bands"].to_pylist()):
+            doc.update(text_hash=text_hash, bands=bands)
+        if provenance is not None:
+            docs = provenance(docs)
+        table = assemble.rejects_table(rejects)
+        if extra_rejects is not None:
+            table = pa.concat_tables([extra_rejects.cast(REJECT_SCHEMA), table])
+        atomic_write_table(rejected, table)
+        atomic_write_table(out, assemble.docs_table(docs, minhash.bands))
+    return {"unit": unit, "documents": pq.read_metadata(out).num_rows, "rejects": pq.read_metadata(rejected).num_rows}
+
+
+@task(name="extract-fetched")
+def extract_fetched(work: Path, shard: int, config: ProcessConfig, minhash: MinHashConfig, workers: int) -> dict:
+    log = pq.read_table(work / "fetch" / f"{shard:05d}.log.parquet")
+    links = pq.read_table(work / "links.parquet")
+    warc = work / "fetch" / f"{shard:05d}.warc.gz"
+    pages = read_warc(warc, source="reddit") if warc.exists() else iter(())
+    return _extract_unit(work, f"fetch-{shard:05d}", pages, config, minhash, workers,
+                         extra_rejects=assemble.fetch_rejects(log, warc.name),
+                         provenance=lambda docs: assemble.add_reddit_provenance(docs, links, log))
+
+
+@task(name="extract-warc")
+def extract_warc(work: Path, index: int, path: str, config: ProcessConfig, minhash: MinHashConfig, workers: int) -> dict:
+    return _extract_unit(work, f"warc-{index:05d}", read_warc(path, source="warc"), config, minhash, workers)
+
+
+@task(name="extract-texts")
+def extract_texts(work: Path, paths: list[str], split: str, config: ProcessConfig, minhash: MinHashConfig, workers: int) -> dict:
+    return _extract_unit(work, "text", iter_text_documents(paths, split=split), config, minhash, workers)
+
+
+@task(name="deduplicate")
+def deduplicate_documents(root: DataRoot, work: Path, earlier: list[str], minhash: MinHashConfig) -> tuple[list[str], pa.Table]:
+    """Exact and near-duplicate removal within the version and against earlier versions; highest score wins."""
+    candidates = assemble.read_tables(assemble.unit_files(work), assemble.unit_schema(minhash.bands),
+                                      columns=["doc_id", "url", "source", "score", "input", "text_hash", "bands"])
+    if candidates.num_rows == 0:
+        return [], REJECT_SCHEMA.empty_table()
+    best_first = pc.sort_indices(candidates.append_column("rank", pc.fill_null(candidates["score"], 0)),
+                                 [("rank", "descending"), ("doc_id", "ascending")])
+    prior = DedupIndex.load([(f"{root.version_url(STAGE, v)}/{DEDUP_INDEX}", v) for v in earlier], minhash) if earlier else None
+    result = deduplicate(candidates.take(best_first), prior, minhash)
+    return result.keep, result.rejects_table()
+
+
+def _accounting(work: Path, out: Path, filter_counts: list[dict]) -> dict:
+    """Per source: input items, kept and rejected — counted from the files, so the gate can check they add up.
+
+    A submission is kept when it is in a kept document's ``submission_ids``; it is rejected either by link filtering
+    (its own reject row) or together with its link (one reject row per link from fetch, extraction, quality, dedup
+    or the link cap, counting all the link's submissions). A damaged dump tail is one input item and one reject.
+    """
+    import duckdb
+
+    con = duckdb.connect()
+    con.execute(f"create view docs as select * from read_parquet('{out}/data/*.parquet')")
+    con.execute(f"create view rejects as select * from read_parquet('{out}/rejects/*.parquet')")
+    counts = {}
+    for source in ("warc", "text"):
+        kept = con.execute("select count(*) from docs where source = ?", [source]).fetchall()[0][0]
+        rejected = con.execute("select count(*) from rejects where source = ?", [source]).fetchall()[0][0]
+        if kept or rejected:
+            counts[source] = {"inputs": kept + rejected, "kept": kept, "rejected": rejected}
+    if filter_counts:
+        con.execute(f"create view links as select * from read_parquet('{work}/links.parquet')")
+        kept = con.execute("select coalesce(sum(len(submission_ids)), 0) from docs where source = 'reddit'").fetchall()[0][0]
+        with_link = con.execute("""select coalesce(sum(l.n_submissions), 0) from rejects r join links l using (doc_id)
+                                   where r.source = 'reddit' and (r.step != 'links' or r.reason = 'over_max_links')""").fetchall()[0][0]
+        own = con.execute("""select count(*) from rejects where source = 'reddit' and step = 'links'
+                             and reason != 'over_max_links'""").fetchall()[0][0]
+        inputs = sum(c["records_read"] + c.get("truncated_dump", 0) for c in filter_counts)
+        counts["reddit"] = {"inputs": int(inputs), "kept": int(kept), "rejected": int(with_link + own)}
+    return counts
+
+
+def publish(root: DataRoot, version: str, work: Path) -> str:
+    """Move the gated version folder into place (the materialization the asset event records)."""
+    manifest = json.loads((work / "out" / "manifest.json").read_text())
+    add_asset_metadata(root.asset_key(STAGE, version), {"documents": manifest["counts"]["documents"],
+                                                        "rejects": manifest["counts"]["rejects"],
+                                                        "checksum": manifest["checksum"]})
+    url = root.publish(STAGE, version, work / "out")
+    shutil.rmtree(work, ignore_errors=True)
+    return url
+
+
+def _publish_artifacts(manifest: dict, report_md: str) -> None:
+    key = f"corpus-{manifest['version']}".lower().replace("_", "-").replace(".", "-")
+    create_markdown_artifact(lineage_card(manifest) + "\n" + report_md, key=f"{key}-lineage",
+                             description=f"Lineage card of corpus {manifest['version']}")
+    counts = manifest["counts"]
+    rows = [{"what": "documents", "count": counts["documents"]}, {"what": "rejects", "count": counts["rejects"]}]
+    rows += [{"what": f"reject {k}", "count": v} for k, v in counts["rejects_by_reason"].items()]
+    rows += [{"what": f"{src} {k}", "count": v} for src, c in counts["accounting"].items() for k, v in c.items()]
+    create_table_artifact(rows, key=f"{key}-counts", description=f"Counts and rejects by reason, corpus {manifest['version']}")
+
+
+@flow(name="build-corpus", log_prints=True)
+def build_corpus(
+    dumps: list[str] | None = None,
+    warcs: list[str] | None = None,
+    texts: list[str] | None = None,
+    text_split: str = "file",
+    version: str | None = None,
+    data_root: str | None = None,
+    min_score: int = 3,
+    allow_nsfw: bool = False,
+    start_date: str | None = None,
+    end_date: str | None = None,
+    blocked_domains: list[str] | None = None,
+    extra_blocked_domains: list[str] | None = None,
+    max_links: int | None = None,
+    shard_size: int = 1000,
+    allow_hosts: list[str] | None = None,
+    respect_robots: bool = True,
+    concurrency: int = 64,
+    per_host_concurrency: int = 4,
+    connect_timeout_s: float = 10.0,
+    read_timeout_s: float = 20.0,
+    max_page_bytes: int = 5 * 1024 * 1024,
+    languages: list[str] | None = None,
+    min_words: int = 50,
+    quality: dict | None = None,
+    dedup_against_earlier: bool = True,
+    workers: int | None = None,
+) -> str:
+    """Build a corpus version from any mix of Pushshift dumps, WARC files and text files; returns its folder URL.
+
+    Dates are ISO (``2019-01-01``), the range half-open. ``blocked_domains`` replaces the default block list
+    (Wikipedia, image/video hosts, Reddit); ``extra_blocked_domains`` adds to it. ``allow_hosts`` lets the fetcher reach
+    private or loopback hosts (off by default). ``max_links`` keeps the highest-scored links for a trial run.
+    ``quality`` overrides fields of ``flows.corpus.quality.QualityConfig`` (the Gopher/C4 filter limits).
+    """
+    logger = get_run_logger()
+    dumps, warcs, texts = list(dumps or []), list(warcs or []), list(texts or [])
+    if not (dumps or warcs or texts):
+        raise ValueError("build-corpus needs at least one input: dumps=[RS_*.zst …], warcs=[*.warc.gz …] or texts=[files or folders]")
+    for path in dumps + warcs + texts:
+        if not Path(path).exists():
+            raise FileNotFoundError(f"input {path} does not exist: check the path (relative paths are resolved from {os.getcwd()})")
+    workers = workers or os.cpu_count() or 1
+    blocked = list(DEFAULT_BLOCKED_DOMAINS if blocked_domains is None else blocked_domains) + list(extra_blocked_domains or [])
+    link_config = LinkFilterConfig(min_score=min_score, allow_nsfw=allow_nsfw, start_utc=_utc(start_date),
+                                   end_utc=_utc(end_date), blocked_domains=tuple(blocked), workers=workers)
+    fetch_config = FetchConfig(concurrency=concurrency, per_host_concurrency=per_host_concurrency,
+                               connect_timeout_s=connect_timeout_s, read_timeout_s=read_timeout_s,
+                               max_body_bytes=max_page_bytes, respect_robots=respect_robots,
+                               allow_hosts=tuple(allow_hosts or ()))
+    process_config = ProcessConfig(quality=QualityConfig(
+        **{"min_words": min_words, "languages": tuple(languages) if languages else ("en",)} | _tuples(quality or {})))
+    minhash = MinHashConfig()
+    parameters = {
+        "dumps": [str(Path(p).resolve()) for p in dumps], "warcs": [str(Path(p).resolve()) for p in warcs],
+        "texts": [str(Path(p).resolve()) for p in texts], "text_split": text_split, "links": asdict(link_config) | {"workers": None},
+        "fetch": asdict(fetch_config), "process": asdict(process_config), "minhash": asdict(minhash),
+        "max_links": max_links, "shard_size": shard_size,
+    }
+    parameters = json.loads(json.dumps(parameters, default=list))
+    root = DataRoot.from_env(data_root)
+    version, work, earlier = plan_version(root, version, parameters, dedup_against_earlier)
+    logger.info("building corpus %s in %s (dedup against earlier versions: %s)", version, work, earlier or "none")
+
+    filter_counts, n_links = [], 0
+    if dumps:
+        filter_counts = [filter_links(d, work, link_config) for d in dumps]
+        n_links = merge_link_tables(work, dumps, max_links)
+        shards = range((n_links + shard_size - 1) // shard_size)
+        for shard in shards:
+            fetch_shard(work, shard, shard_size, fetch_config)
+        for shard in shards:
+            extract_fetched(work, shard, process_config, minhash, workers)
+    for i, path in enumerate(warcs):
+        extract_warc(work, i, path, process_config, minhash, workers)
+    if texts:
+        extract_texts(work, texts, text_split, process_config, minhash, workers)
+
+    keep, dedup_rejects = deduplicate_documents(root, work, earlier, minhash)
+    out = work / "out"
+    counts = assemble.write_version_folder(work, out, keep, dedup_rejects)
+    kept = assemble.read_tables(assemble.unit_files(work), assemble.unit_schema(minhash.bands), columns=["doc_id", "text_hash", "bands"])
+    kept = kept.filter(pc.is_in(kept["doc_id"], pa.array(keep, pa.string())))
+    write_dedup_index(out / DEDUP_INDEX, version, kept["doc_id"].to_pylist(), kept["text_hash"].to_pylist(),
+                      kept["bands"], minhash)
+    counts.update(links=n_links, accounting=_accounting(work, out, filter_counts),
+                  link_filter=dict(sum((Counter(c) for c in filter_counts), Counter())))
+    upstream = [input_file(p, "dump") for p in dumps] + [input_file(p, "warc") for p in warcs] \
+        + [input_file(p, "text") for p in texts if Path(p).is_file()] + [upstream_version(root, STAGE, v) for v in earlier]
+    manifest = write_manifest(out, STAGE, version, parameters, upstream, counts)
+
+    report = validate_corpus(out, manifest, blocked, min_chars=1)
+    (work / "gate_report.md").write_text(report.markdown())
+    _publish_artifacts(manifest, report.markdown())
+    if not report.success:
+        raise GateFailed(report)
+    asset = Asset(key=root.asset_key(STAGE, version),
+                  properties=AssetProperties(name=f"corpus {version}", description="WebText-style corpus version"))
+    publish_task = materialize(asset, name="publish-corpus", asset_deps=[Path(p).resolve().as_uri() for p in dumps + warcs + texts])(publish)
+    url = publish_task(root, version, work)
+    logger.info("corpus %s: %d documents, %d rejects → %s", version, counts["documents"], counts["rejects"], url)
+    return url
