@@ -17,11 +17,14 @@ def current_flow_run() -> dict | None:
     """The Prefect flow run building this version (id, name, UI link), or None outside Prefect."""
     try:
         from prefect.runtime import flow_run
+        from prefect.utilities.urls import url_for
     except ImportError:
         return None
     if not flow_run.id:
         return None
-    return {"id": str(flow_run.id), "name": flow_run.name, "flow": flow_run.flow_name, "url": flow_run.ui_url}
+    # url_for knows the UI's route (runtime.flow_run.ui_url points at a path the UI does not serve)
+    return {"id": str(flow_run.id), "name": flow_run.name, "flow": flow_run.flow_name,
+            "url": url_for("flow-run", obj_id=flow_run.id)}
 
 
 def input_file(path: str | Path, kind: str) -> dict:

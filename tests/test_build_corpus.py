@@ -129,3 +129,31 @@ def test_killed_build_resumes_to_the_same_corpus(first_build, demo_inputs, prefe
     assert result.stdout.strip().splitlines()[-1].endswith("corpus/v0001")
     assert _docs(root / "corpus" / "v0001") == _docs(first_build)
     assert not work.exists()
+
+
+def test_unreadable_dump_fails_the_run_naming_the_file_and_publishes_nothing(prefect_harness, tmp_path):
+    from flows.build_corpus import build_corpus
+
+    bad = tmp_path / "RS_2019-07.zst"
+    bad.write_bytes(b"this is not zstd")
+    with pytest.raises(Exception, match="RS_2019-07.zst"):
+        build_corpus(dumps=[str(bad)], data_root=str(tmp_path / "data"))
+    assert DataRoot.from_env(str(tmp_path / "data")).versions("corpus") == []
+
+
+def test_resuming_a_version_with_other_parameters_is_refused(demo_inputs, prefect_harness, tmp_path):
+    from flows.build_corpus import build_corpus
+    from flows.store import StoreError
+
+    root = tmp_path / "data"
+    (root / "corpus" / ".v7.partial").mkdir(parents=True)
+    (root / "corpus" / ".v7.partial" / "plan.json").write_text(json.dumps({"parameters": {"min_score": 99}, "earlier_versions": []}))
+    with pytest.raises(StoreError, match="started with other parameters"):
+        build_corpus(texts=demo_inputs["params"]["texts"], version="v7", data_root=str(root))
+
+
+def test_no_inputs_is_a_clear_error(prefect_harness):
+    from flows.build_corpus import build_corpus
+
+    with pytest.raises(ValueError, match="at least one input"):
+        build_corpus()

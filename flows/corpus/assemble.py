@@ -100,9 +100,9 @@ def write_version_folder(work: Path, out: Path, keep: list[str], dedup_rejects: 
     reject_files = sorted(work.glob("links/*.rejects.parquet")) + [work / "links.rejects.parquet"] \
         + sorted((work / "extract").glob("*.rejects.parquet"))
     rejects = read_tables([p for p in reject_files if p.exists()], REJECT_SCHEMA)
-    con.register("rejects", rejects)
     rejects = pa.concat_tables([rejects.cast(REJECT_SCHEMA), dedup_rejects.cast(REJECT_SCHEMA)])
     atomic_write_table(out / "rejects" / "part-00000.parquet", rejects)
+    con.register("rejects", rejects)
 
     if (work / "links.parquet").exists():
         link_or_copy(work / "links.parquet", out / "links.parquet")
