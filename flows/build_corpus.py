@@ -55,10 +55,6 @@ def _tuples(options: dict) -> dict:
             for k, v in options.items()}
 
 
-def _done(path: Path) -> bool:
-    return path.exists()
-
-
 @task(name="plan-version")
 def plan_version(root: DataRoot, version: str | None, parameters: dict, dedup_against_earlier: bool) -> tuple[str, Path, list[str]]:
     """Pick the version, create or resume its work folder, and freeze which earlier versions it dedups against."""
@@ -85,11 +81,18 @@ def plan_version(root: DataRoot, version: str | None, parameters: dict, dedup_ag
     return version, work, plan["earlier_versions"]
 
 
-@task(name="filter-links", retries=1)
-def filter_links(dump: str, work: Path, config: LinkFilterConfig) -> dict:
-    out, rejected = work / "links" / f"{Path(dump).name}.parquet", work / "links" / f"{Path(dump).name}.rejects.parquet"
-    counts_file = out.with_suffix(".counts.json")
-    if not _done(out):
+def _dump_key(index: int, dump: str) -> str:
+    """Work-file name of a dump: its position keeps two dumps with the same file name apart."""
+    return f"{index:04d}-{Path(dump).name}"
+
+
+@task(name="filter-links")
+def filter_links(index: int, dump: str, work: Path, config: LinkFilterConfig) -> dict:
+    """Link filtering of one dump into ``links/<dump>.parquet`` (+ rejects, counts) unless it is already there."""
+    key = _dump_key(index, dump)
+    out, rejected = work / "links" / f"{key}.parquet", work / "links" / f"{key}.rejects.parquet"
+    counts_file = work / "links" / f"{key}.counts.json"
+    if not out.exists():
         result = filter_dump(dump, config)
         atomic_write_table(rejected, result.rejects)
         atomic_write_json(counts_file, result.counts)
@@ -101,8 +104,8 @@ def filter_links(dump: str, work: Path, config: LinkFilterConfig) -> dict:
 def merge_link_tables(work: Path, dumps: list[str], max_links: int | None) -> int:
     """One row per normalized URL across all dumps; links over ``max_links`` (lowest scores) become rejects."""
     out = work / "links.parquet"
-    if not _done(out):
-        merged = merge_links([pq.read_table(work / "links" / f"{Path(d).name}.parquet") for d in dumps])
+    if not out.exists():
+        merged = merge_links([pq.read_table(work / "links" / f"{_dump_key(i, d)}.parquet") for i, d in enumerate(dumps)])
         over = []
         if max_links is not None and merged.num_rows > max_links:
             ranked = merged.take(pc.sort_indices(merged, [("score_max", "descending"), ("doc_id", "ascending")]))
@@ -118,7 +121,7 @@ def merge_link_tables(work: Path, dumps: list[str], max_links: int | None) -> in
 @task(name="fetch-shard", retries=2, retry_delay_seconds=5)
 def fetch_shard(work: Path, shard: int, shard_size: int, config: FetchConfig) -> dict:
     log_path, warc_path = work / "fetch" / f"{shard:05d}.log.parquet", work / "fetch" / f"{shard:05d}.warc.gz"
-    if not _done(log_path):
+    if not log_path.exists():
         links = pq.read_table(work / "links.parquet", columns=["doc_id", "url"]).slice(shard * shard_size, shard_size)
         log = fetch_to_warc(list(zip(links["doc_id"].to_pylist(), links["url"].to_pylist())), warc_path, config)
         atomic_write_table(log_path, log)
@@ -126,12 +129,24 @@ def fetch_shard(work: Path, shard: int, shard_size: int, config: FetchConfig) ->
     return {"shard": shard, "urls": len(errors), "ok": errors.null_count}
 
 
-def _extract_unit(work: Path, unit: str, pages, config: ProcessConfig, minhash: MinHashConfig, workers: int,
-                  extra_rejects: pa.Table | None = None, provenance=None) -> dict:
-    """Extract one unit of pages into ``extract/<unit>.parquet`` (+ rejects) unless it is already there."""
+def _extract_unit(work: Path, unit: str, source: str, pages, config: ProcessConfig, minhash: MinHashConfig,
+                  workers: int, extra_rejects: pa.Table | None = None, provenance=None) -> dict:
+    """Extract one unit of pages into ``extract/<unit>.parquet`` (+ rejects) unless it is already there.
+
+    The number of input items read (pages and reject rows from the reader) is recorded apart from the outputs, so
+    the gate can check that every item read ended as a document or a reject.
+    """
     out, rejected = work / "extract" / f"{unit}.parquet", work / "extract" / f"{unit}.rejects.parquet"
-    if not _done(out):
-        docs, rejects = process_pages_parallel(pages, config, workers=workers)
+    if not out.exists():
+        read = Counter()
+
+        def counted(items):
+            for item in items:
+                read[source] += 1
+                yield item
+
+        docs, rejects = process_pages_parallel(counted(pages), config, workers=workers)
+        atomic_write_json(work / "extract" / f"{unit}.counts.json", {"source": source, "inputs": read[source]})
         prints = fingerprint_table([d["doc_id"] for d in docs], [d["text"] for d in docs], minhash)
         for doc, text_hash, bands in zip(docs, prints["text_hash"].to_pylist(), prints["bands"].to_pylist()):
             doc.update(text_hash=text_hash, bands=bands)
@@ -151,19 +166,19 @@ def extract_fetched(work: Path, shard: int, config: ProcessConfig, minhash: MinH
     links = pq.read_table(work / "links.parquet")
     warc = work / "fetch" / f"{shard:05d}.warc.gz"
     pages = read_warc(warc, source="reddit") if warc.exists() else iter(())
-    return _extract_unit(work, f"fetch-{shard:05d}", pages, config, minhash, workers,
+    return _extract_unit(work, f"fetch-{shard:05d}", "reddit", pages, config, minhash, workers,
                          extra_rejects=assemble.fetch_rejects(log, warc.name),
                          provenance=lambda docs: assemble.add_reddit_provenance(docs, links, log))
 
 
 @task(name="extract-warc")
 def extract_warc(work: Path, index: int, path: str, config: ProcessConfig, minhash: MinHashConfig, workers: int) -> dict:
-    return _extract_unit(work, f"warc-{index:05d}", read_warc(path, source="warc"), config, minhash, workers)
+    return _extract_unit(work, f"warc-{index:05d}", "warc", read_warc(path, source="warc"), config, minhash, workers)
 
 
 @task(name="extract-texts")
 def extract_texts(work: Path, paths: list[str], split: str, config: ProcessConfig, minhash: MinHashConfig, workers: int) -> dict:
-    return _extract_unit(work, "text", iter_text_documents(paths, split=split), config, minhash, workers)
+    return _extract_unit(work, "text", "text", iter_text_documents(paths, split=split), config, minhash, workers)
 
 
 @task(name="deduplicate")
@@ -183,9 +198,10 @@ def deduplicate_documents(root: DataRoot, work: Path, earlier: list[str], minhas
 def _accounting(work: Path, out: Path, filter_counts: list[dict]) -> dict:
     """Per source: input items, kept and rejected — counted from the files, so the gate can check they add up.
 
-    A submission is kept when it is in a kept document's ``submission_ids``; it is rejected either by link filtering
-    (its own reject row) or together with its link (one reject row per link from fetch, extraction, quality, dedup
-    or the link cap, counting all the link's submissions). A damaged dump tail is one input item and one reject.
+    WARC records and text documents are counted as the extraction read them. A submission is kept when it is in a
+    kept document's ``submission_ids``; it is rejected either by link filtering (its own reject row) or together with
+    its link (one reject row per link from fetch, extraction, quality, dedup or the link cap, counting all the
+    link's submissions). A damaged dump tail is one input item and one reject.
     """
     import duckdb
 
@@ -193,11 +209,15 @@ def _accounting(work: Path, out: Path, filter_counts: list[dict]) -> dict:
     con.execute(f"create view docs as select * from read_parquet('{out}/data/*.parquet')")
     con.execute(f"create view rejects as select * from read_parquet('{out}/rejects/*.parquet')")
     counts = {}
+    read = Counter()
+    for unit in (work / "extract").glob("*.counts.json"):
+        entry = json.loads(unit.read_text())
+        read[entry["source"]] += entry["inputs"]
     for source in ("warc", "text"):
-        kept = con.execute("select count(*) from docs where source = ?", [source]).fetchall()[0][0]
-        rejected = con.execute("select count(*) from rejects where source = ?", [source]).fetchall()[0][0]
-        if kept or rejected:
-            counts[source] = {"inputs": kept + rejected, "kept": kept, "rejected": rejected}
+        if source in read:
+            kept = con.execute("select count(*) from docs where source = ?", [source]).fetchall()[0][0]
+            rejected = con.execute("select count(*) from rejects where source = ?", [source]).fetchall()[0][0]
+            counts[source] = {"inputs": read[source], "kept": kept, "rejected": rejected}
     if filter_counts:
         con.execute(f"create view links as select * from read_parquet('{work}/links.parquet')")
         kept = con.execute("select coalesce(sum(len(submission_ids)), 0) from docs where source = 'reddit'").fetchall()[0][0]
@@ -299,7 +319,7 @@ def build_corpus(
 
     filter_counts, n_links = [], 0
     if dumps:
-        filter_counts = [filter_links(d, work, link_config) for d in dumps]
+        filter_counts = [filter_links(i, d, work, link_config) for i, d in enumerate(dumps)]
         n_links = merge_link_tables(work, dumps, max_links)
         shards = range((n_links + shard_size - 1) // shard_size)
         for shard in shards:
