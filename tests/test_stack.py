@@ -6,6 +6,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 
 import httpx
 import pytest
@@ -21,6 +22,18 @@ def _free_port() -> int:
 
 def _cli(*args: str, env: dict, timeout: float = 300) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "flows.cli", *args], env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def _wait_for_materialization(api: str, asset_key: str, timeout_s: float = 60) -> bool:
+    """Events reach the API asynchronously (the client batches them), so poll."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        events = httpx.post(f"{api}/events/filter", json={
+            "filter": {"event": {"prefix": ["prefect.asset.materialization"]}}, "limit": 50}).json()["events"]
+        if any(e["resource"]["prefect.resource.id"] == asset_key for e in events):
+            return True
+        time.sleep(1)
+    return False
 
 
 @pytest.fixture
@@ -63,9 +76,7 @@ def test_deployment_run_through_the_local_server_builds_a_corpus_with_lineage(st
     keys = {a["key"] for a in httpx.post(f"{api}/artifacts/filter", json={
         "artifacts": {"flow_run_id": {"any_": [run_id]}}}).json()}
     assert {"corpus-s1-lineage", "corpus-s1-counts"} <= keys
-    events = httpx.post(f"{api}/events/filter", json={"filter": {"event": {"prefix": ["prefect.asset.materialization"]}},
-                                                      "limit": 50}).json()["events"]
-    assert any(e["resource"]["prefect.resource.id"] == corpus.as_uri() for e in events)
+    assert _wait_for_materialization(api, corpus.as_uri()), "no asset materialization event for the corpus"
 
     lineage = _cli("lineage", str(corpus), env=stack_env)
     assert lineage.stdout.startswith("corpus s1") and "RS_2019-06.zst" in lineage.stdout
