@@ -30,7 +30,7 @@ import trafilatura
 
 from flows.corpus.clean import clean_text
 from flows.corpus.extract import ExtractConfig, decode_body, extract_main_text
-from flows.corpus.process import ProcessConfig, process_pages, process_pages_parallel
+from flows.corpus.process import process_pages, process_pages_parallel
 from flows.corpus.records import Page, doc_id_for
 
 REPO_ROOT = Path(__file__).resolve().parent.parent

@@ -12,7 +12,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
-import shutil
 from collections import Counter
 from dataclasses import asdict
 from pathlib import Path
@@ -21,12 +20,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from prefect import flow, task
-from prefect.artifacts import create_markdown_artifact, create_table_artifact
-from prefect.assets import Asset, AssetProperties, add_asset_metadata, materialize
 from prefect.logging import get_run_logger
 
 from data_contracts.corpus import validate_corpus
-from data_contracts.gate import GateFailed
 from flows.corpus import assemble
 from flows.corpus.dedup import DedupIndex, MinHashConfig, deduplicate, write_dedup_index
 from flows.corpus.minhash import fingerprint_table
@@ -38,8 +34,9 @@ from flows.corpus.records import REJECT_SCHEMA, reject
 from flows.corpus.textfiles import iter_text_documents
 from flows.corpus.urls import DEFAULT_BLOCKED_DOMAINS
 from flows.corpus.warc import read_warc
-from flows.lineage import input_file, lineage_card, upstream_version, write_manifest
-from flows.store import DataRoot, StoreError, atomic_write_json, atomic_write_table
+from flows.lineage import input_file, upstream_version, write_manifest
+from flows.stage import finish_version, start_version
+from flows.store import DataRoot, atomic_write_json, atomic_write_table
 
 STAGE = "corpus"
 DEDUP_INDEX = "dedup_index.parquet"
@@ -53,32 +50,6 @@ def _tuples(options: dict) -> dict:
     """JSON parameters arrive as lists; the frozen config dataclasses hold tuples."""
     return {k: tuple(tuple(x) if isinstance(x, list) else x for x in v) if isinstance(v, list) else v
             for k, v in options.items()}
-
-
-@task(name="plan-version")
-def plan_version(root: DataRoot, version: str | None, parameters: dict, dedup_against_earlier: bool) -> tuple[str, Path, list[str]]:
-    """Pick the version, create or resume its work folder, and freeze which earlier versions it dedups against."""
-    if version is None:
-        resumable = [p for p in (root.local_path / STAGE).glob(".*.partial")
-                     if (p / "plan.json").exists() and json.loads((p / "plan.json").read_text())["parameters"] == parameters] \
-            if root.is_local and (root.local_path / STAGE).exists() else []
-        version = resumable[0].name[1:-len(".partial")] if resumable else root.next_version(STAGE)
-    if root.exists(STAGE, version):
-        raise StoreError(f"corpus version {version!r} is already published at {root.version_url(STAGE, version)}; "
-                         "versions are immutable: pass a new version (or none for the next number)")
-    work = root.work_dir(STAGE, version)
-    plan_file = work / "plan.json"
-    if plan_file.exists():
-        plan = json.loads(plan_file.read_text())
-        if plan["parameters"] != parameters:
-            changed = sorted(k for k in parameters if parameters[k] != plan["parameters"].get(k))
-            raise StoreError(f"corpus version {version!r} was started with other parameters (changed: {changed}); "
-                             f"rerun with the original parameters to resume, or delete {work} to start over")
-    else:
-        earlier = root.versions(STAGE) if dedup_against_earlier else []
-        plan = {"version": version, "parameters": parameters, "earlier_versions": earlier}
-        atomic_write_json(plan_file, plan)
-    return version, work, plan["earlier_versions"]
 
 
 def _dump_key(index: int, dump: str) -> str:
@@ -230,26 +201,10 @@ def _accounting(work: Path, out: Path, filter_counts: list[dict]) -> dict:
     return counts
 
 
-def publish(root: DataRoot, version: str, work: Path) -> str:
-    """Move the gated version folder into place (the materialization the asset event records)."""
-    manifest = json.loads((work / "out" / "manifest.json").read_text())
-    add_asset_metadata(root.asset_key(STAGE, version), {"documents": manifest["counts"]["documents"],
-                                                        "rejects": manifest["counts"]["rejects"],
-                                                        "checksum": manifest["checksum"]})
-    url = root.publish(STAGE, version, work / "out")
-    shutil.rmtree(work, ignore_errors=True)
-    return url
-
-
-def _publish_artifacts(manifest: dict, report_md: str) -> None:
-    key = f"corpus-{manifest['version']}".lower().replace("_", "-").replace(".", "-")
-    create_markdown_artifact(lineage_card(manifest) + "\n" + report_md, key=f"{key}-lineage",
-                             description=f"Lineage card of corpus {manifest['version']}")
-    counts = manifest["counts"]
+def _counts_table(counts: dict) -> list[dict]:
     rows = [{"what": "documents", "count": counts["documents"]}, {"what": "rejects", "count": counts["rejects"]}]
     rows += [{"what": f"reject {k}", "count": v} for k, v in counts["rejects_by_reason"].items()]
-    rows += [{"what": f"{src} {k}", "count": v} for src, c in counts["accounting"].items() for k, v in c.items()]
-    create_table_artifact(rows, key=f"{key}-counts", description=f"Counts and rejects by reason, corpus {manifest['version']}")
+    return rows + [{"what": f"{src} {k}", "count": v} for src, c in counts["accounting"].items() for k, v in c.items()]
 
 
 @flow(name="build-corpus", log_prints=True)
@@ -314,7 +269,9 @@ def build_corpus(
     }
     parameters = json.loads(json.dumps(parameters, default=list))
     root = DataRoot.from_env(data_root)
-    version, work, earlier = plan_version(root, version, parameters, dedup_against_earlier)
+    started = start_version(root, STAGE, version, parameters,
+                            frozen={"earlier_versions": root.versions(STAGE) if dedup_against_earlier else []})
+    version, work, earlier = started.name, started.work, started.plan["earlier_versions"]
     logger.info("building corpus %s in %s (dedup against earlier versions: %s)", version, work, earlier or "none")
 
     filter_counts, n_links = [], 0
@@ -332,7 +289,7 @@ def build_corpus(
         extract_texts(work, texts, text_split, process_config, minhash, workers)
 
     keep, dedup_rejects = deduplicate_documents(root, work, earlier, minhash)
-    out = work / "out"
+    out = started.out
     counts = assemble.write_version_folder(work, out, keep, dedup_rejects)
     kept = assemble.read_tables(assemble.unit_files(work), assemble.unit_schema(minhash.bands), columns=["doc_id", "text_hash", "bands"])
     kept = kept.filter(pc.is_in(kept["doc_id"], pa.array(keep, pa.string())))
@@ -345,13 +302,8 @@ def build_corpus(
     manifest = write_manifest(out, STAGE, version, parameters, upstream, counts)
 
     report = validate_corpus(out, manifest, blocked, min_chars=1)
-    (work / "gate_report.md").write_text(report.markdown())
-    _publish_artifacts(manifest, report.markdown())
-    if not report.success:
-        raise GateFailed(report)
-    asset = Asset(key=root.asset_key(STAGE, version),
-                  properties=AssetProperties(name=f"corpus {version}", description="WebText-style corpus version"))
-    publish_task = materialize(asset, name="publish-corpus", asset_deps=[Path(p).resolve().as_uri() for p in dumps + warcs + texts])(publish)
-    url = publish_task(root, version, work)
+    url = finish_version(root, started, manifest, report, _counts_table(counts),
+                         asset_deps=[Path(p).resolve().as_uri() for p in dumps + warcs + texts],
+                         description="WebText-style corpus version")
     logger.info("corpus %s: %d documents, %d rejects → %s", version, counts["documents"], counts["rejects"], url)
     return url
