@@ -53,7 +53,7 @@ def test_decode_uses_the_content_type_charset():
 def test_decode_uses_meta_charset_and_http_equiv():
     body = f'<html><head><meta charset="iso-8859-1"></head><body>{FRENCH}</body></html>'.encode("latin-1")
     assert FRENCH in decode_body(body, "text/html")
-    body = (f'<html><head><meta http-equiv="Content-Type" content="text/html; charset=KOI8-R"></head>'
+    body = ('<html><head><meta http-equiv="Content-Type" content="text/html; charset=KOI8-R"></head>'
             "<body>Привет, мир</body></html>").encode("koi8-r")
     assert "Привет, мир" in decode_body(body, None)
 
