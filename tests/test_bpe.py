@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import random
+import re
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -18,6 +19,7 @@ from gptcore.bpe import (
     bytes_per_token,
     replace_lone_surrogates,
     round_trip_failures,
+    text_pieces,
     train_gpt2_bpe,
     vocab_checksum,
 )
@@ -26,6 +28,7 @@ from gptcore.bpe_sample import SampleStats, is_holdout, iter_corpus_texts
 from gptcore.gpt1_text import gpt1_pretokenize, text_standardize
 
 SMALL_VOCAB = 256 + 300 + 1  # bytes + 300 merges + <|endoftext|>
+_GPT2_SPLIT = ByteLevel(add_prefix_space=False, use_regex=True)
 
 _SUBJECTS = ["The quick fox", "A tired engineer", "My neighbour's cat", "Élodie", "The committee", "Our old radio",
              "Every student", "The river", "Günther", "A small café", "Nobody", "The weather in Zürich"]
@@ -36,7 +39,8 @@ _OBJECTS = ["the lazy dog", "a broken bicycle", "3.14 apples", "the 1999 electio
             "the last train home", "a jar of honey"]
 _ADVERBS = ["quietly", "yesterday", "with great enthusiasm", "before breakfast", "in Copenhagen", "reluctantly",
             "every Tuesday", "without looking", "at midnight", "under the bridge", "for no reason", "slowly"]
-_ENDINGS = [".", "!", "?", "...", " — really.", ", again.", " (twice).", "; then sleeps.", ": 日本語も.", " 🙂."]
+_ENDINGS = [".", "!", "?", "...", " — really.", ", again.", " (twice).", "; then sleeps.", ": 日本語も.",
+            " 🙂."]
 
 
 def tiny_corpus(n_sentences: int = 600, seed: int = 7) -> list[str]:
@@ -44,7 +48,7 @@ def tiny_corpus(n_sentences: int = 600, seed: int = 7) -> list[str]:
     rng = random.Random(seed)
     sentences = [f"{rng.choice(_SUBJECTS)} {rng.choice(_VERBS)} {rng.choice(_OBJECTS)} {rng.choice(_ADVERBS)}, "
                  f"{rng.randrange(10_000)} times{rng.choice(_ENDINGS)}" for _ in range(n_sentences)]
-    return [" ".join(sentences[i:i + 5]) + "\n" for i in range(0, n_sentences, 5)]
+    return [" ".join(sentences[i:i + 3]) + "\n" + " ".join(sentences[i + 3:i + 5]) for i in range(0, n_sentences, 5)]
 
 
 @pytest.fixture(scope="module")
@@ -97,6 +101,23 @@ def test_gpt2_bpe_round_trip_is_lossless_for_any_unicode_text(gpt2_tokenizer, te
     assert gpt2_tokenizer.decode(gpt2_tokenizer.encode(text).ids, skip_special_tokens=False) == text
 
 
+_NOT_SPACE = st.characters(exclude_categories=("Zs", "Zl", "Zp", "Cc", "Cs"))
+_WORD = st.text(alphabet=st.sampled_from("abZ1.'é日🙂_-") | _NOT_SPACE, min_size=1, max_size=8)
+_SPACING = st.sampled_from([" ", "\n", "  ", "\n\n", " \n ", "\t", "\r\n", "\u00a0"])
+_TEXT_WITH_SPACES = st.lists(st.tuples(_WORD, _SPACING), max_size=60).map(lambda ws: "".join(w + s for w, s in ws))
+
+
+@settings(max_examples=300, deadline=None)
+@given(text=_TEXT_WITH_SPACES, max_chars=st.integers(min_value=2, max_value=60))
+def test_long_texts_are_cut_into_pieces_without_changing_gpt2_pre_tokens(text, max_chars):
+    pieces = list(text_pieces(text, max_chars))
+    assert "".join(pieces) == text and all(len(piece) <= max_chars for piece in pieces)
+    cuts = list(zip(pieces, pieces[1:]))
+    if all(re.fullmatch(r"\w", left[-1]) and right[0] in " \n" for left, right in cuts):  # no hard cut was needed
+        whole = [token for token, _ in _GPT2_SPLIT.pre_tokenize_str(text)]
+        assert [token for piece in pieces for token, _ in _GPT2_SPLIT.pre_tokenize_str(piece)] == whole
+
+
 def test_lone_surrogates_are_trained_as_replacement_characters_and_reported_as_round_trip_failures(gpt2_tokenizer):
     texts = ["fine text", "half an emoji \ud83d here", "also fine"]
     assert replace_lone_surrogates(texts[1]) == "half an emoji \ufffd here"
@@ -130,8 +151,8 @@ def test_too_small_a_sample_raises_saying_how_large_a_vocabulary_it_allows():
 
 
 def test_a_special_token_the_sample_also_produced_is_refused():
-    with pytest.raises(ValueError, match="also a token learned"):
-        train_gpt2_bpe(tiny_corpus(), vocab_size=SMALL_VOCAB, special_tokens=("the",))
+    with pytest.raises(ValueError, match="already a token of the trained vocabulary"):
+        train_gpt2_bpe(tiny_corpus(), vocab_size=SMALL_VOCAB, special_tokens=(".",))
 
 
 def test_vocab_size_without_room_for_the_bytes_is_refused():
@@ -162,7 +183,7 @@ def test_gpt1_pretokenize_repairs_mojibake_with_ftfy():
 
 def test_gpt1_bpe_learns_the_requested_merges_with_end_of_word_markers(gpt1_tokenizer):
     vocab = gpt1_tokenizer.get_vocab()
-    base = [token for token in vocab if len(token) == 1 or (len(token) == 1 + len(END_OF_WORD) and token.endswith(END_OF_WORD))]
+    base = [token for token in vocab if len(token.removesuffix(END_OF_WORD)) == 1]
     assert len(bpe_merges(gpt1_tokenizer)) == 200
     assert gpt1_tokenizer.get_vocab_size() == len(base) + 200 + 1
     assert gpt1_tokenizer.token_to_id(END_OF_TEXT) == gpt1_tokenizer.get_vocab_size() - 1
@@ -173,7 +194,8 @@ def test_gpt1_bpe_learns_the_requested_merges_with_end_of_word_markers(gpt1_toke
 def test_gpt1_bpe_decodes_to_the_normalized_text_not_the_original(gpt1_tokenizer):
     texts = ["Élodie paints 3.14 apples — really.\nThe Committee waits…", "Nobody forgets the lazy dog!"]
     assert round_trip_failures(gpt1_tokenizer, texts, pretokenize=gpt1_pretokenize) == []
-    assert gpt1_tokenizer.decode(gpt1_tokenizer.encode(gpt1_pretokenize(texts[1])).ids) == "nobody forgets the lazy dog !"
+    decoded = gpt1_tokenizer.decode(gpt1_tokenizer.encode(gpt1_pretokenize(texts[1])).ids)
+    assert decoded == "nobody forgets the lazy dog !"
     assert round_trip_failures(gpt1_tokenizer, texts) == [0, 1]
 
 
