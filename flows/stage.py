@@ -65,6 +65,18 @@ def start_version(root: DataRoot, stage: str, requested: str | None, parameters:
     return Version(stage, name, work, plan)
 
 
+def resolve_version(root: DataRoot, stage: str, requested: str | None, needed_by: str) -> str:
+    """The requested version, or the newest published one, with an error that says what to run first."""
+    if requested is not None:
+        root.read_manifest(stage, requested)  # raises with the list of existing versions
+        return requested
+    versions = root.versions(stage)
+    if not versions:
+        raise StoreError(f"{needed_by} needs a {stage} version but {root.url}/{stage} has none: "
+                         "run the stage that builds it first, or pass data_root")
+    return versions[-1]
+
+
 def artifact_key(stage: str, version: str, what: str) -> str:
     """Prefect artifact keys allow lowercase letters, digits and dashes only."""
     return f"{stage}-{version}-{what}".lower().replace("_", "-").replace(".", "-")

@@ -20,12 +20,13 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
+from gptcore.encoding import replace_lone_surrogates
+
 END_OF_TEXT = "<|endoftext|>"
 BYTE_ALPHABET_SIZE = 256
 GPT2_VOCAB_SIZE = 50_257  # 256 bytes + 50,000 merges + <|endoftext|> (GPT-2 paper §2.2; gpt2 encoder.json)
 DEFAULT_MIN_FREQUENCY = 2  # a pair seen once only memorizes the sample (subword-nmt's default too)
 
-_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 # The trainer holds each input text with per-byte alignment data (~90 bytes per byte of text were measured), so long
 # documents are fed in pieces. A piece ends where a word character meets a space or line break: GPT-2's regex never
 # matches across such a point and matches the rest the same way from there, so the pre-tokens are unchanged.
@@ -43,11 +44,6 @@ class BpeSampleTooSmall(ValueError):
             f"{n_special} special token(s)), short of vocab_size={vocab_size} at min_frequency={min_frequency}: "
             f"train on more text (a larger sample_bytes), or ask for at most {merges} merges (vocab_size <= {reached})"
         )
-
-
-def replace_lone_surrogates(text: str) -> str:
-    """``text`` with each lone surrogate replaced by U+FFFD, so that it has a UTF-8 encoding."""
-    return text if text.isascii() else _LONE_SURROGATE.sub("\ufffd", text)
 
 
 def train_gpt2_bpe(

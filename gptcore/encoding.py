@@ -124,6 +124,8 @@ class HuggingFaceEncoder:
 
 def replace_lone_surrogates(text: str) -> str:
     """Replace unpaired UTF-16 surrogates with U+FFFD and join paired ones, the way tiktoken does."""
+    if text.isascii():
+        return text
     return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
 
 

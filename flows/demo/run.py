@@ -1,8 +1,9 @@
 """``gptforge demo``: the embedded default, run through the real local Prefect stack.
 
 Starts the stack (server + served deployments) unless it runs, builds the demo web from pydoc pages, serves it on
-127.0.0.1, writes a noisy Pushshift-style dump pointing at it, triggers ``build-corpus/local`` through the server,
-follows the run and prints a summary. A second demo reuses the published ``corpus/demo`` version.
+127.0.0.1, writes a noisy Pushshift-style dump pointing at it, then runs ``build-corpus/local``,
+``train-tokenizer/local`` and ``tokenize/local`` through the server, following each run and printing a summary.
+Every stage writes version ``demo``; a second demo reuses what exists.
 """
 from __future__ import annotations
 
@@ -32,16 +33,35 @@ def prepare_inputs(folder: Path, base_url: str, slow_base_url: str, pages) -> tu
     return dump, write_demo_texts(folder / "texts")
 
 
-def summary(manifest: dict, flow_run_url: str | None) -> str:
+# The demo corpus is ~1 MB of text: a 4,096-id vocabulary is what it supports (GPT-2's 50,257 needs far more text),
+# and 5% held out / validation keeps a few documents on the other side of each split.
+TOKENIZER_PARAMETERS = {"version": DEMO_VERSION, "corpus": DEMO_VERSION, "vocab_size": 4096, "holdout_fraction": 0.05}
+TOKENS_PARAMETERS = {"version": DEMO_VERSION, "corpus": DEMO_VERSION, "tokenizer": DEMO_VERSION, "validation_fraction": 0.05}
+
+
+def corpus_summary(manifest: dict) -> str:
     counts = manifest["counts"]
     lines = [f"corpus {manifest['version']}: {counts['documents']} documents, {counts['rejects']} rejects, "
              f"{counts.get('links', 0)} links",
-             "rejects by reason: " + ", ".join(f"{k}={v}" for k, v in counts["rejects_by_reason"].items())]
+             "  rejects by reason: " + ", ".join(f"{k}={v}" for k, v in counts["rejects_by_reason"].items())]
     for source, c in counts["accounting"].items():
-        lines.append(f"{source}: {c['inputs']} inputs = {c['kept']} kept + {c['rejected']} rejected")
-    if flow_run_url:
-        lines.append(f"flow run: {flow_run_url}")
+        lines.append(f"  {source}: {c['inputs']} inputs = {c['kept']} kept + {c['rejected']} rejected")
     return "\n".join(lines)
+
+
+def tokenizer_summary(manifest: dict) -> str:
+    c = manifest["counts"]
+    return (f"tokenizer {manifest['version']}: {c['vocab_size']} ids, {c['bytes_per_token']:.2f} bytes/token and "
+            f"{c['round_trip_failures']} round-trip failures on {c['heldout_documents']} held-out documents")
+
+
+def tokens_summary(manifest: dict) -> str:
+    c = manifest["counts"]
+    return (f"tokens {manifest['version']}: {c['train']['tokens']:,} train + {c['val']['tokens']:,} validation tokens "
+            f"in {c['train']['shards'] + c['val']['shards']} shards ({c['encoder']} encoder)")
+
+
+SUMMARIES = {"corpus": corpus_summary, "tokenizer": tokenizer_summary, "tokens": tokens_summary}
 
 
 def run_demo(keep_stack: bool = False) -> str:
@@ -52,11 +72,6 @@ def run_demo(keep_stack: bool = False) -> str:
     stack = Stack.from_env()
     os.environ.update(stack.env())
     root = DataRoot.from_env()
-    if root.exists("corpus", DEMO_VERSION):
-        print(f"reusing {root.version_url('corpus', DEMO_VERSION)} (delete it to rebuild)")
-        print(summary(root.read_manifest("corpus", DEMO_VERSION), None))
-        return root.version_url("corpus", DEMO_VERSION)
-
     started = stack.status()["server"] != "running"
     print(f"starting the local Prefect stack ({stack.ui_url}) …" if started else f"using the running stack at {stack.ui_url}")
     stack.up()
@@ -68,20 +83,35 @@ def run_demo(keep_stack: bool = False) -> str:
             print("stopped the local stack it started (`gptforge up` keeps one running; `gptforge down` stops it)")
 
 
-def _build(stack, root) -> str:
+def _run(stack, root, stage: str, deployment: str, parameters: dict) -> None:
+    """Run one stage's deployment through the server unless its demo version exists; print its summary."""
     from prefect.deployments import run_deployment
 
+    if root.exists(stage, DEMO_VERSION):
+        print(f"reusing {root.version_url(stage, DEMO_VERSION)} (delete it to rebuild)")
+    else:
+        run = run_deployment(deployment, parameters=parameters, timeout=None)
+        url = f"{stack.ui_url}/runs/flow-run/{run.id}"
+        if not run.state.is_completed():
+            raise SystemExit(f"{deployment} run {run.name} ended {run.state.name}: {run.state.message}\nsee {url}")
+        print(f"{deployment}: {url}")
+    print(SUMMARIES[stage](root.read_manifest(stage, DEMO_VERSION)))
+
+
+def _build(stack, root) -> str:
     from flows.demo.server import DemoServer
     from flows.demo.site import build_site
 
-    folder = stack.state / "demo"
-    pages = build_site(folder / "site")
-    with DemoServer(folder / "site") as server, DemoServer(folder / "site", delay_s=5.0) as slow:
-        dump, texts = prepare_inputs(folder, server.base_url, slow.base_url, pages)
-        print(f"demo web: {len(pages)} pages on {server.base_url}; dump {dump}")
-        run = run_deployment("build-corpus/local", parameters=demo_parameters(dump, texts), timeout=None)
-    url = f"{stack.ui_url}/runs/flow-run/{run.id}"
-    if not run.state.is_completed():
-        raise SystemExit(f"build-corpus run {run.name} ended {run.state.name}: {run.state.message}\nsee {url}")
-    print(summary(root.read_manifest("corpus", DEMO_VERSION), url))
-    return root.version_url("corpus", DEMO_VERSION)
+    if not root.exists("corpus", DEMO_VERSION):
+        folder = stack.state / "demo"
+        pages = build_site(folder / "site")
+        with DemoServer(folder / "site") as server, DemoServer(folder / "site", delay_s=5.0) as slow:
+            dump, texts = prepare_inputs(folder, server.base_url, slow.base_url, pages)
+            print(f"demo web: {len(pages)} pages on {server.base_url}; dump {dump}")
+            _run(stack, root, "corpus", "build-corpus/local", demo_parameters(dump, texts))
+    else:
+        _run(stack, root, "corpus", "build-corpus/local", {})
+    _run(stack, root, "tokenizer", "train-tokenizer/local", TOKENIZER_PARAMETERS)
+    _run(stack, root, "tokens", "tokenize/local", TOKENS_PARAMETERS)
+    print(f"Prefect UI: {stack.ui_url}")
+    return root.version_url("tokens", DEMO_VERSION)

@@ -1,0 +1,128 @@
+"""tokenize: a corpus version + a tokenizer version → sharded token datasets (``tokens/<v>/``).
+
+    corpus/<v>/data/*.parquet ─► plan shards (per split, by doc_id hash) ─► encode shards on all cores ─► index.json ─► gate ─► publish
+
+Shard boundaries depend only on the corpus and the parameters, each shard is written atomically and skipped when it
+exists from the same plan, so a killed run resumes to byte-identical shards. Encoding uses a tiktoken ``Encoding``
+built from the trained merges when that is provably identical to Hugging Face's encoder (it is for GPT-2-style
+byte-level BPE), else Hugging Face ``tokenizers``.
+"""
+from __future__ import annotations
+
+import json
+import os
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import pyarrow as pa
+from prefect import flow, task
+from prefect.logging import get_run_logger
+
+from data_contracts.tokens import validate_tokens
+from flows.corpus.records import REJECT_SCHEMA, reject
+from flows.lineage import upstream_version, write_manifest
+from flows.stage import finish_version, resolve_version, start_version
+from flows.store import DataRoot, atomic_write_table
+from gptcore.encoding import load_encoder
+from gptcore.shards import ShardStats, ShardTask, SplitRule, plan_shards, tokenize_shard, write_index
+
+STAGE = "tokens"
+
+_encoder = None  # one per worker process
+
+
+class _SingleThreaded:
+    """The encoder with one thread per call: the process pool already uses every core."""
+
+    def __init__(self, encoder):
+        self.encoder, self.eot_id, self.vocab_size = encoder, encoder.eot_id, encoder.vocab_size
+
+    def encode_batch(self, texts):
+        return self.encoder.encode_batch(texts, num_threads=1)
+
+
+def _load_worker_encoder(tokenizer_json: str) -> None:
+    global _encoder
+    _encoder = _SingleThreaded(load_encoder(tokenizer_json))
+
+
+def _encode_shard(shard: ShardTask) -> ShardStats:
+    return tokenize_shard(shard, _encoder)
+
+
+@task(name="encode-shards")
+def encode_shards(shards: list[ShardTask], tokenizer_json: str, workers: int) -> list[ShardStats]:
+    """Encode every shard (skipping finished ones) on a process pool; results in plan order."""
+    if workers <= 1 or len(shards) <= 1:
+        _load_worker_encoder(tokenizer_json)
+        return [_encode_shard(s) for s in shards]
+    with ProcessPoolExecutor(max_workers=min(workers, len(shards)), initializer=_load_worker_encoder,
+                             initargs=(tokenizer_json,)) as pool:
+        return list(pool.map(_encode_shard, shards))
+
+
+@flow(name="tokenize", log_prints=True)
+def tokenize(
+    corpus: str | None = None,
+    tokenizer: str | None = None,
+    version: str | None = None,
+    data_root: str | None = None,
+    validation_fraction: float = 0.005,
+    shard_chars: int = 400_000_000,
+    max_documents_per_shard: int | None = None,
+    workers: int | None = None,
+) -> str:
+    """Tokenize a corpus version (default: the newest) with a tokenizer version (default: the newest).
+
+    Documents go to the validation split by a hash of their ``doc_id`` (``validation_fraction``), so adding documents
+    in a later corpus version never moves one between splits. ``shard_chars`` is the text per shard (≈4 characters
+    per GPT-2 token); shards are flat ``uint16`` (``uint32`` above 65,535 ids) with end-of-text before each document.
+    """
+    logger = get_run_logger()
+    root = DataRoot.from_env(data_root)
+    corpus = resolve_version(root, "corpus", corpus, "tokenize")
+    tokenizer = resolve_version(root, "tokenizer", tokenizer, "tokenize")
+    corpus_up, tokenizer_up = upstream_version(root, "corpus", corpus), upstream_version(root, "tokenizer", tokenizer)
+    trained_on = [u for u in root.read_manifest("tokenizer", tokenizer)["upstream"] if u.get("stage") == "corpus"]
+    mismatch = not any(u["version"] == corpus and u["checksum"] == corpus_up["checksum"] for u in trained_on)
+    if mismatch:
+        logger.warning("tokenizer %s was trained on %s, not on corpus %s: allowed, and recorded in the manifest",
+                       tokenizer, [u["version"] for u in trained_on], corpus)
+    parameters = {"corpus": corpus, "corpus_checksum": corpus_up["checksum"], "tokenizer": tokenizer,
+                  "tokenizer_checksum": tokenizer_up["checksum"], "validation_fraction": validation_fraction,
+                  "shard_chars": shard_chars, "max_documents_per_shard": max_documents_per_shard}
+    started = start_version(root, STAGE, version, parameters)
+    out = started.out
+    out.mkdir(parents=True, exist_ok=True)
+    corpus_files = sorted(Path(root.version_url("corpus", corpus)).glob("data/*.parquet"))
+    shards = plan_shards(corpus_files, out, validation_fraction=validation_fraction,
+                         target_chars_per_shard=shard_chars, max_documents_per_shard=max_documents_per_shard)
+    tokenizer_json = f"{root.version_url('tokenizer', tokenizer)}/tokenizer.json"
+    encoder = load_encoder(tokenizer_json)
+    logger.info("tokenizing corpus %s with tokenizer %s (%s encoder%s) into %d shards",
+                corpus, tokenizer, encoder.kind, f", {encoder.fallback_reason}" if encoder.fallback_reason else "", len(shards))
+    stats = encode_shards(shards, tokenizer_json, workers or os.cpu_count() or 1)
+
+    tokenizer_manifest = root.read_manifest("tokenizer", tokenizer)
+    write_index(out, vocab_size=encoder.vocab_size, eot_id=encoder.eot_id,
+                tokenizer_sha256=tokenizer_manifest["outputs"]["tokenizer.json"]["sha256"],
+                split_rule=SplitRule(validation_fraction), shards=stats)
+    empty = [reject(doc_id, "corpus", "tokenize", "empty_document", "encodes to no tokens", s.file, doc_id)
+             for s in stats for doc_id in s.empty_doc_ids]
+    atomic_write_table(out / "rejects.parquet", pa.Table.from_pylist(empty, schema=REJECT_SCHEMA))
+    counts = {split: {"tokens": sum(s.tokens for s in stats if s.split == split),
+                      "documents": sum(s.documents for s in stats if s.split == split),
+                      "shards": sum(1 for s in stats if s.split == split)} for split in ("train", "val")}
+    counts |= {"tokens": sum(s.tokens for s in stats), "documents": sum(s.documents for s in stats),
+               "empty_documents": len(empty), "replaced_characters": sum(s.replaced_characters for s in stats),
+               "encoder": encoder.kind, "tokenizer_trained_on_other_corpus": mismatch}
+    manifest = write_manifest(out, STAGE, started.name, parameters, [corpus_up, tokenizer_up], counts)
+    report = validate_tokens(out, json.loads((out / "index.json").read_text()))
+    rows = [{"shard": s.file, "split": s.split, "tokens": s.tokens, "documents": s.documents, "max_id": s.max_id}
+            for s in stats]
+    url = finish_version(root, started, manifest, report, rows,
+                         asset_deps=[root.asset_key("corpus", corpus), root.asset_key("tokenizer", tokenizer)],
+                         description="Token shards (index.json + .bin)")
+    logger.info("tokens %s: %d train + %d val tokens in %d shards → %s", started.name, counts["train"]["tokens"],
+                counts["val"]["tokens"], len(stats), url)
+    return url
