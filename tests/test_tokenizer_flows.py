@@ -1,0 +1,149 @@
+"""train-tokenizer and tokenize end to end on a small published corpus of real text (pydoc renderings of the stdlib)."""
+from __future__ import annotations
+
+import hashlib
+import json
+import pydoc
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pytest
+from tokenizers import Tokenizer
+
+from flows.corpus.records import DOC_SCHEMA, doc_id_for
+from flows.lineage import write_manifest
+from flows.store import DataRoot, atomic_write_table
+
+MODULES = ["argparse", "base64", "calendar", "collections", "csv", "difflib", "fractions", "ftplib", "gettext",
+           "heapq", "imaplib", "json", "logging", "mailbox", "optparse", "pathlib", "pickle", "pprint", "shlex",
+           "shutil", "smtplib", "string", "tarfile", "textwrap", "threading", "unittest", "urllib.parse", "uuid",
+           "wave", "zipfile"]
+
+
+def publish_corpus(root: DataRoot, version: str, modules: list[str]) -> None:
+    """A corpus version made of pydoc's plain-text rendering of stdlib modules, one document per paragraph group."""
+    docs = []
+    for name in modules:
+        text = pydoc.render_doc(name, renderer=pydoc.plaintext)
+        chunks = [text[i:i + 3000] for i in range(0, len(text), 3000)]
+        for i, chunk in enumerate(chunks):
+            url = f"file:///pydoc/{name}#{i}"
+            docs.append({"doc_id": doc_id_for(url), "url": url, "source": "text", "title": name, "text": chunk,
+                         "n_chars": len(chunk), "n_words": len(chunk.split()), "lang": "en", "lang_score": 1.0,
+                         "text_hash": hashlib.sha256(chunk.encode()).hexdigest(), "submission_ids": [], "subreddits": []})
+    work = root.work_dir("corpus", version) / "out"
+    atomic_write_table(work / "data" / "part-00000.parquet", pa.Table.from_pylist(docs, schema=DOC_SCHEMA))
+    write_manifest(work, "corpus", version, {}, [], {"documents": len(docs)})
+    root.publish("corpus", version, work)
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory) -> DataRoot:
+    root = DataRoot.from_env(str(tmp_path_factory.mktemp("data")))
+    publish_corpus(root, "c1", MODULES)
+    publish_corpus(root, "c2", MODULES[:10])
+    return root
+
+
+@pytest.fixture(scope="module")
+def tokenizer_folder(root, prefect_harness) -> Path:
+    from flows.train_tokenizer import train_tokenizer
+
+    return Path(train_tokenizer(corpus="c1", version="t1", data_root=root.url, vocab_size=1024, holdout_fraction=0.1))
+
+
+def test_gpt2_style_vocabulary_is_exact_with_end_of_text_last(tokenizer_folder):
+    tokenizer = Tokenizer.from_file(str(tokenizer_folder / "tokenizer.json"))
+    assert tokenizer.get_vocab_size() == 1024
+    assert tokenizer.token_to_id("<|endoftext|>") == 1023
+    counts = json.loads((tokenizer_folder / "manifest.json").read_text())["counts"]
+    assert counts["round_trip_failures"] == 0 and counts["heldout_documents"] > 0
+    assert 1.0 < counts["bytes_per_token"] < 10.0
+    assert len(counts["vocab_checksum"]) == 64
+
+
+def test_too_small_a_sample_for_the_vocabulary_says_what_to_do(root, prefect_harness):
+    from flows.train_tokenizer import train_tokenizer
+
+    with pytest.raises(ValueError, match="sample_bytes|vocab_size"):
+        train_tokenizer(corpus="c2", version="t-big", data_root=root.url, sample_bytes=20_000, vocab_size=50_257)
+    assert "t-big" not in root.versions("tokenizer")
+
+
+def test_gpt1_style_trains_merges_with_end_of_word_markers(root, prefect_harness):
+    from flows.train_tokenizer import train_tokenizer
+
+    folder = Path(train_tokenizer(corpus="c2", version="g1", data_root=root.url, style="gpt1", merges=300,
+                                  holdout_fraction=0.2))
+    counts = json.loads((folder / "manifest.json").read_text())["counts"]
+    assert counts["merges"] == 300 and counts["round_trip_failures"] == 0
+    assert any(token.endswith("</w>") for token in Tokenizer.from_file(str(folder / "tokenizer.json")).get_vocab())
+
+
+def test_tokens_are_sharded_by_split_and_decode_back_to_the_corpus(root, tokenizer_folder, prefect_harness):
+    from flows.tokenize_corpus import tokenize
+
+    folder = Path(tokenize(corpus="c1", tokenizer="t1", version="k1", data_root=root.url, validation_fraction=0.1,
+                           max_documents_per_shard=20))
+    index = json.loads((folder / "index.json").read_text())
+    assert index["dtype"] == "<u2" and index["vocab_size"] == 1024
+    assert {s["split"] for s in index["shards"]} == {"train", "val"} and len(index["shards"]) > 2
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["counts"]["encoder"] == "tiktoken"
+    assert manifest["counts"]["tokenizer_trained_on_other_corpus"] is False
+    tokenizer = Tokenizer.from_file(str(tokenizer_folder / "tokenizer.json"))
+    first = np.fromfile(folder / index["shards"][0]["file"], dtype="<u2")
+    eot = index["eot_id"]
+    assert first[0] == eot  # end-of-text before each document
+    document = first[1:np.flatnonzero(first[1:] == eot)[0] + 1].tolist()
+    assert tokenizer.decode(document) in {d for d in _corpus_texts(root, "c1")}
+
+
+def _corpus_texts(root: DataRoot, version: str) -> list[str]:
+    import pyarrow.parquet as pq
+
+    return pq.read_table(f"{root.version_url('corpus', version)}/data/part-00000.parquet")["text"].to_pylist()
+
+
+def test_same_inputs_give_byte_identical_shards_and_an_interrupted_run_resumes_to_them(root, tokenizer_folder,
+                                                                                   prefect_harness, monkeypatch):
+    import flows.tokenize_corpus as tokenize_module
+
+    params = {"corpus": "c1", "tokenizer": "t1", "data_root": root.url, "validation_fraction": 0.1,
+              "max_documents_per_shard": 20, "workers": 1}
+    reference = Path(tokenize_module.tokenize(version="k2", **params))
+    calls = []
+    real = tokenize_module._encode_shard
+
+    def dies_on_third_shard(shard):
+        calls.append(shard)
+        if len(calls) == 3:
+            raise KeyboardInterrupt("killed")
+        return real(shard)
+
+    monkeypatch.setattr(tokenize_module, "_encode_shard", dies_on_third_shard)
+    with pytest.raises(BaseException, match="killed"):
+        tokenize_module.tokenize(version="k3", **params)
+    monkeypatch.setattr(tokenize_module, "_encode_shard", real)
+    resumed = Path(tokenize_module.tokenize(version="k3", **params))
+    ref_index = json.loads((reference / "index.json").read_text())
+    new_index = json.loads((resumed / "index.json").read_text())
+    assert [(s["file"], s["sha256"]) for s in new_index["shards"]] == [(s["file"], s["sha256"]) for s in ref_index["shards"]]
+
+
+def test_a_tokenizer_from_another_corpus_is_allowed_and_recorded(root, tokenizer_folder, prefect_harness):
+    from flows.tokenize_corpus import tokenize
+
+    folder = Path(tokenize(corpus="c2", tokenizer="t1", version="k4", data_root=root.url, validation_fraction=0.2))
+    assert json.loads((folder / "manifest.json").read_text())["counts"]["tokenizer_trained_on_other_corpus"] is True
+
+
+def test_tokenize_without_a_tokenizer_says_to_train_one(tmp_path, prefect_harness):
+    from flows.store import StoreError
+    from flows.tokenize_corpus import tokenize
+
+    root = DataRoot.from_env(str(tmp_path))
+    publish_corpus(root, "c1", MODULES[:3])
+    with pytest.raises(StoreError, match="needs a tokenizer version"):
+        tokenize(data_root=root.url)
