@@ -82,6 +82,14 @@ def cmd_lineage(args: argparse.Namespace) -> None:
     print(format_lineage(find_version_folder(args.path)))
 
 
+def cmd_export(args: argparse.Namespace) -> None:
+    from gptcore.export import export_llmc, export_nanogpt
+
+    written = export_nanogpt(args.tokens, args.out) if args.format == "nanogpt" else export_llmc(args.tokens, args.out)
+    for path in (written.values() if isinstance(written, dict) else written):
+        print(path)
+
+
 def cmd_demo(args: argparse.Namespace) -> None:
     from flows.demo.run import run_demo
 
@@ -96,12 +104,17 @@ def main(argv: list[str] | None = None) -> None:
     sub.add_parser("status", help="is the local stack running; which deployments it serves").set_defaults(fn=cmd_status)
     sub.add_parser("env", help="print the exports that point the prefect CLI at the local stack").set_defaults(fn=cmd_env)
     run = sub.add_parser("run", help="run a stage flow in-process; prints the output version folder last")
-    run.add_argument("stage", help="build-corpus, …")
+    run.add_argument("stage", help="build-corpus, train-tokenizer, tokenize")
     run.add_argument("-p", "--param", action="append", default=[], metavar="KEY=VALUE", help="flow parameter (JSON value)")
     run.set_defaults(fn=cmd_run)
     lineage = sub.add_parser("lineage", help="print where a version came from, from the manifests alone")
     lineage.add_argument("path", type=Path)
     lineage.set_defaults(fn=cmd_lineage)
+    export = sub.add_parser("export", help="write a tokens version in another trainer's format")
+    export.add_argument("format", choices=["nanogpt", "llmc"], help="nanoGPT train.bin/val.bin, or llm.c shards")
+    export.add_argument("tokens", type=Path, help="a tokens version folder, e.g. data/tokens/v0001")
+    export.add_argument("out", type=Path, help="output folder")
+    export.set_defaults(fn=cmd_export)
     demo = sub.add_parser("demo", help="build the embedded demo through the local stack's deployments")
     demo.add_argument("--keep-stack", action="store_true", help="leave the local stack running afterwards")
     demo.set_defaults(fn=cmd_demo)
