@@ -15,6 +15,8 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 from prefect import flow, task
 from prefect.logging import get_run_logger
 
@@ -23,10 +25,11 @@ from flows.corpus.records import REJECT_SCHEMA, reject
 from flows.lineage import upstream_version, write_manifest
 from flows.stage import finish_version, resolve_version, start_version
 from flows.store import DataRoot, atomic_write_table
-from gptcore.encoding import load_encoder
+from gptcore.encoding import Encoder, load_encoder
 from gptcore.shards import ShardStats, ShardTask, SplitRule, plan_shards, tokenize_shard, write_index
 
 STAGE = "tokens"
+MIN_SHARD_CHARS = 10_000_000  # below this a shard's fixed costs (process start, encoder load) dominate
 
 _encoder = None  # one per worker process
 
@@ -34,10 +37,10 @@ _encoder = None  # one per worker process
 class _SingleThreaded:
     """The encoder with one thread per call: the process pool already uses every core."""
 
-    def __init__(self, encoder):
+    def __init__(self, encoder: Encoder):
         self.encoder, self.eot_id, self.vocab_size = encoder, encoder.eot_id, encoder.vocab_size
 
-    def encode_batch(self, texts):
+    def encode_batch(self, texts: list[str]) -> list[list[int]]:
         return self.encoder.encode_batch(texts, num_threads=1)
 
 
@@ -69,6 +72,7 @@ def tokenize(
     data_root: str | None = None,
     validation_fraction: float = 0.005,
     shard_chars: int = 400_000_000,
+    min_shards: int = 16,
     max_documents_per_shard: int | None = None,
     workers: int | None = None,
 ) -> str:
@@ -76,7 +80,9 @@ def tokenize(
 
     Documents go to the validation split by a hash of their ``doc_id`` (``validation_fraction``), so adding documents
     in a later corpus version never moves one between splits. ``shard_chars`` is the text per shard (≈4 characters
-    per GPT-2 token); shards are flat ``uint16`` (``uint32`` above 65,535 ids) with end-of-text before each document.
+    per GPT-2 token); a corpus smaller than ``min_shards`` such shards gets smaller ones (not below 10M characters)
+    so every core has work. Boundaries depend only on the corpus and these parameters, never on ``workers``.
+    Shards are flat ``uint16`` (``uint32`` above 65,535 ids) with end-of-text before each document.
     """
     logger = get_run_logger()
     root = DataRoot.from_env(data_root)
@@ -90,13 +96,15 @@ def tokenize(
                        tokenizer, [u["version"] for u in trained_on], corpus)
     parameters = {"corpus": corpus, "corpus_checksum": corpus_up["checksum"], "tokenizer": tokenizer,
                   "tokenizer_checksum": tokenizer_up["checksum"], "validation_fraction": validation_fraction,
-                  "shard_chars": shard_chars, "max_documents_per_shard": max_documents_per_shard}
+                  "shard_chars": shard_chars, "min_shards": min_shards, "max_documents_per_shard": max_documents_per_shard}
     started = start_version(root, STAGE, version, parameters)
     out = started.out
     out.mkdir(parents=True, exist_ok=True)
     corpus_files = sorted(Path(root.version_url("corpus", corpus)).glob("data/*.parquet"))
+    total_chars = sum(pc.sum(pq.read_table(f, columns=["n_chars"])["n_chars"]).as_py() or 0 for f in corpus_files)
+    target = min(shard_chars, max(MIN_SHARD_CHARS, total_chars // max(min_shards, 1)))
     shards = plan_shards(corpus_files, out, validation_fraction=validation_fraction,
-                         target_chars_per_shard=shard_chars, max_documents_per_shard=max_documents_per_shard)
+                         target_chars_per_shard=target, max_documents_per_shard=max_documents_per_shard)
     tokenizer_json = f"{root.version_url('tokenizer', tokenizer)}/tokenizer.json"
     encoder = load_encoder(tokenizer_json)
     logger.info("tokenizing corpus %s with tokenizer %s (%s encoder%s) into %d shards",
