@@ -22,6 +22,8 @@ import fsspec
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from gptcore.files import atomic_write_bytes, sha256_file  # noqa: F401  (re-exported for the flows)
+
 DATA_ENV = "GPTFORGE_DATA"
 MANIFEST = "manifest.json"
 VERSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -29,15 +31,6 @@ VERSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 class StoreError(RuntimeError):
     """A data-root problem the user must resolve (bad version name, conflicting parameters, missing version)."""
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> Path:
-    """Write to a temporary sibling and rename: readers never see a half-written file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-    return path
 
 
 def atomic_write_json(path: Path, obj: Any) -> Path:
@@ -51,14 +44,6 @@ def atomic_write_table(path: Path, table: pa.Table) -> Path:
     pq.write_table(table, tmp, compression="zstd")
     os.replace(tmp, path)
     return path
-
-
-def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 def utc_now() -> str:

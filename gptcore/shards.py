@@ -24,6 +24,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from gptcore.files import atomic_write_bytes, sha256_file
+
 FORMAT_VERSION = 1
 INDEX_FILE = "index.json"
 EOT_PLACEMENT = "before_each_document"
@@ -229,7 +231,7 @@ def write_index(folder: str | Path, *, vocab_size: int, eot_id: int, tokenizer_s
         "totals": totals,
         "shards": [s.index_entry() for s in ordered],
     }
-    return _atomic_write_text(folder / INDEX_FILE, json.dumps(index, indent=2) + "\n")
+    return atomic_write_bytes(folder / INDEX_FILE, (json.dumps(index, indent=2) + "\n").encode())
 
 
 def read_index(folder: str | Path, *, verify_checksums: bool = False) -> TokenIndex:
@@ -274,25 +276,9 @@ def _check_shard_file(folder: Path, shard: ShardStats, dtype: np.dtype, *, verif
         raise TokenIndexError(f"shard {path} has {size:,} bytes but {INDEX_FILE} records {shard.tokens:,} tokens of "
                               f"{dtype.str} ({shard.tokens * dtype.itemsize:,} bytes): the file was truncated or "
                               "replaced; re-run tokenize for this version")
-    if verify_checksum and _sha256_file(path) != shard.sha256:
+    if verify_checksum and sha256_file(path) != shard.sha256:
         raise TokenIndexError(f"shard {path} does not match the sha256 recorded in {INDEX_FILE}: the file changed "
                               "after it was written; re-run tokenize for this version")
-
-
-def _sha256_file(path: Path, chunk: int = 1 << 22) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _atomic_write_text(path: Path, text: str) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-    return path
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -492,7 +478,7 @@ def tokenize_shard(task: ShardTask, encoder: BatchEncoder, *, batch_chars: int =
                        replaced_characters=replaced, empty_doc_ids=tuple(empty_ids))
     record = {"task": task.fingerprint(), "vocab_size": encoder.vocab_size, "eot_id": encoder.eot_id,
               "stats": {**asdict(stats), "empty_doc_ids": list(empty_ids)}}
-    _atomic_write_text(_stats_path(output), json.dumps(record, indent=2) + "\n")
+    atomic_write_bytes(_stats_path(output), (json.dumps(record, indent=2) + "\n").encode())
     return stats
 
 
@@ -514,7 +500,7 @@ def _finished_stats(task: ShardTask, encoder: BatchEncoder) -> ShardStats | None
     saved = record["stats"]
     stats = ShardStats(**{**saved, "empty_doc_ids": tuple(saved["empty_doc_ids"])})
     expected_size = stats.tokens * dtype_for_vocab(encoder.vocab_size).itemsize
-    if not output.is_file() or output.stat().st_size != expected_size or _sha256_file(output) != stats.sha256:
+    if not output.is_file() or output.stat().st_size != expected_size or sha256_file(output) != stats.sha256:
         return None
     return stats
 
