@@ -1,0 +1,249 @@
+"""Training loop: LR schedule, checkpoints (atomic, checksummed, weights-only), exact resume, stop conditions."""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from gptcore.checkpoint import (CheckpointError, capture_rng_state, latest_checkpoint, load_checkpoint,
+                                restore_rng_state)
+from gptcore.model import config_from_preset
+from gptcore.schedule import lr_at
+from gptcore.shards import ShardStats, ShardWriter, SplitRule, write_index
+from gptcore.train import TrainConfig, main, read_metrics, train
+
+VOCAB = 32
+SEQ = 16
+PATTERN = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13]  # a fixed cycle: the next token is fully predictable
+
+
+def write_tokens(folder: Path, train_docs: list[list[int]], val_docs: list[list[int]]) -> Path:
+    """A tokens folder with one train and one val shard (EOT id 0)."""
+    stats = []
+    for split, docs in (("train", train_docs), ("val", val_docs)):
+        name = f"{split}_000000.bin"
+        with ShardWriter(folder / name, "<u2", eot_id=0) as writer:
+            writer.add_documents(docs)
+            s = writer.finish()
+        stats.append(ShardStats(file=name, split=split, tokens=s.tokens, documents=s.documents, sha256=s.sha256,
+                                min_id=s.min_id, max_id=s.max_id))
+    write_index(folder, vocab_size=VOCAB, eot_id=0, tokenizer_sha256="0" * 64, split_rule=SplitRule(0.1),
+                shards=stats)
+    return folder
+
+
+@pytest.fixture
+def pattern_tokens(tmp_path) -> Path:
+    return write_tokens(tmp_path / "tokens", [PATTERN * 200], [PATTERN * 20])
+
+
+@pytest.fixture
+def random_tokens(tmp_path) -> Path:
+    rng = np.random.default_rng(0)
+    return write_tokens(tmp_path / "tokens", [rng.integers(1, VOCAB, 3000).tolist()],
+                        [rng.integers(1, VOCAB, 400).tolist()])
+
+
+def tiny_model(dropout: float = 0.0):
+    return config_from_preset("tiny", vocab_size=VOCAB, block_size=SEQ, dropout=dropout)
+
+
+def quick_config(**overrides) -> TrainConfig:
+    settings = dict(batch_size=4, seq_len=SEQ, max_lr=3e-3, min_lr=3e-4, warmup_steps=2, max_steps=8,
+                    eval_every=4, eval_batches=2, checkpoint_every=4, device="cpu")
+    return TrainConfig(**(settings | overrides))
+
+
+class Killed(Exception):
+    pass
+
+
+def kill_after(step: int):
+    def log(metrics: dict) -> None:
+        if metrics["step"] == step:
+            raise Killed
+    return log
+
+
+# -- schedule -------------------------------------------------------------------------------------------------
+
+
+def test_lr_warms_up_linearly_then_follows_a_cosine_down_to_min_lr():
+    schedule = dict(max_lr=1.0, min_lr=0.1, warmup_steps=10, decay_steps=110)
+    assert lr_at(0, **schedule) == pytest.approx(0.1)
+    assert lr_at(4, **schedule) == pytest.approx(0.5)
+    assert lr_at(9, **schedule) == pytest.approx(1.0)
+    assert lr_at(10, **schedule) == pytest.approx(1.0)
+    assert lr_at(60, **schedule) == pytest.approx(0.55)  # halfway down the cosine
+    assert lr_at(110, **schedule) == pytest.approx(0.1)
+    assert lr_at(10_000, **schedule) == pytest.approx(0.1)
+    decay = [lr_at(step, **schedule) for step in range(10, 111)]
+    assert all(a >= b for a, b in zip(decay, decay[1:]))
+
+
+def test_lr_schedule_rejects_a_warmup_longer_than_training():
+    with pytest.raises(ValueError, match="warmup_steps"):
+        lr_at(0, max_lr=1.0, min_lr=0.0, warmup_steps=10, decay_steps=5)
+
+
+def test_train_config_needs_somewhere_to_end_the_schedule():
+    with pytest.raises(ValueError, match="max_steps, max_tokens or decay_steps"):
+        TrainConfig(max_minutes=5)
+    with pytest.raises(ValueError, match="precision"):
+        TrainConfig(max_steps=5, precision="fp8")
+
+
+# -- checkpoints ----------------------------------------------------------------------------------------------
+
+
+def test_rng_state_round_trips_through_a_weights_only_load(tmp_path):
+    import random
+    state = capture_rng_state()
+    expected = (random.random(), np.random.rand(), torch.rand(3))
+    torch.save(state, tmp_path / "rng.pt")
+    restore_rng_state(torch.load(tmp_path / "rng.pt", weights_only=True))
+    assert (random.random(), np.random.rand()) == expected[:2]
+    assert torch.equal(torch.rand(3), expected[2])
+
+
+def test_checkpoint_holds_the_full_training_state_and_loads_weights_only(tmp_path, random_tokens):
+    run = tmp_path / "run"
+    result = train(tiny_model(), quick_config(max_steps=4), random_tokens, run)
+    assert result.checkpoint == run / "checkpoints" / "step_000004.pt" == latest_checkpoint(run)
+    assert (run / "checkpoints" / "latest").read_text().strip() == "step_000004.pt"
+    assert not list((run / "checkpoints").glob(".*tmp*")), "no temporary files left behind"
+    state = load_checkpoint(result.checkpoint)
+    assert torch.load(result.checkpoint, weights_only=True).keys() == state.keys()
+    assert state["step"] == 4 and state["tokens_seen"] == 4 * 4 * SEQ
+    assert {"model", "optimizer", "scaler", "rng", "lr_schedule", "model_config", "train_config"} <= state.keys()
+    assert state["model_config"]["vocab_size"] == VOCAB and state["train_config"]["max_steps"] == 4
+    assert len(state["optimizer"]["state"]) > 0, "AdamW moments are saved"
+
+
+def test_a_damaged_checkpoint_is_refused(tmp_path, random_tokens):
+    run = tmp_path / "run"
+    path = train(tiny_model(), quick_config(max_steps=4), random_tokens, run).checkpoint
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match="sha256"):
+        load_checkpoint(path)
+    with pytest.raises(CheckpointError, match="sha256"):
+        train(tiny_model(), quick_config(max_steps=6), random_tokens, run)
+
+
+def test_resuming_with_a_different_model_is_refused(tmp_path, random_tokens):
+    run = tmp_path / "run"
+    train(tiny_model(), quick_config(max_steps=4), random_tokens, run)
+    other = config_from_preset("tiny", vocab_size=VOCAB, block_size=SEQ, n_layer=1)
+    with pytest.raises(ValueError, match="different model"):
+        train(other, quick_config(max_steps=6), random_tokens, run)
+
+
+# -- exact resume ---------------------------------------------------------------------------------------------
+
+
+def losses(run: Path) -> dict[int, float]:
+    return {m["step"]: m["loss"] for m in read_metrics(run)}
+
+
+@pytest.mark.parametrize("dropout", [0.0, 0.2])
+def test_a_run_killed_after_a_checkpoint_resumes_with_exactly_the_same_losses(tmp_path, random_tokens, dropout):
+    config = quick_config(max_steps=10, checkpoint_every=4, eval_every=3, grad_accum=2)
+    straight = tmp_path / "straight"
+    train(tiny_model(dropout), config, random_tokens, straight)
+
+    killed = tmp_path / "killed"
+    with pytest.raises(Killed):  # dies at step 6, two steps after the checkpoint at step 4
+        train(tiny_model(dropout), config, random_tokens, killed, log=kill_after(6))
+    assert latest_checkpoint(killed).name == "step_000004.pt"
+    result = train(tiny_model(dropout), config, random_tokens, killed)
+
+    assert result.step == 10
+    assert sorted(losses(killed)) == list(range(1, 11)), "steps 5-6 of the killed run are logged once, redone"
+    assert losses(killed) == losses(straight)  # exact equality, every step
+    assert [m.get("val_loss") for m in read_metrics(killed)] == [m.get("val_loss") for m in read_metrics(straight)]
+
+
+def test_stopping_at_max_steps_and_continuing_matches_one_long_run(tmp_path, random_tokens):
+    straight = tmp_path / "straight"
+    train(tiny_model(0.1), quick_config(max_steps=8), random_tokens, straight)
+    chunked = tmp_path / "chunked"
+    first = train(tiny_model(0.1), quick_config(max_steps=5, decay_steps=8), random_tokens, chunked)
+    assert (first.step, first.stopped_by) == (5, "max_steps")
+    second = train(tiny_model(0.1), quick_config(max_steps=8), random_tokens, chunked)
+    assert second.step == 8
+    assert losses(chunked) == losses(straight)
+    assert second.params_sha256 == train(tiny_model(0.1), quick_config(max_steps=8), random_tokens,
+                                         straight).params_sha256, "resuming a finished run changes nothing"
+
+
+def test_resume_false_starts_over(tmp_path, random_tokens):
+    run = tmp_path / "run"
+    train(tiny_model(), quick_config(max_steps=4), random_tokens, run)
+    result = train(tiny_model(), quick_config(max_steps=2), random_tokens, run, resume=False)
+    assert result.step == 2 and sorted(losses(run)) == [1, 2]
+
+
+# -- learning, metrics and stop conditions --------------------------------------------------------------------
+
+
+def test_loss_drops_on_a_learnable_pattern(tmp_path, pattern_tokens):
+    run = tmp_path / "run"
+    seen = []
+    result = train(tiny_model(), quick_config(max_steps=50, warmup_steps=5, eval_every=25, checkpoint_every=50),
+                   pattern_tokens, run, log=seen.append)
+    first, last = seen[0]["loss"], seen[-1]["loss"]
+    assert first > math.log(VOCAB) - 0.5, "starts near uniform guessing"
+    assert last < 0.5 * first
+    assert result.val_loss < 0.5 * first
+    assert seen == read_metrics(run), "the log callback sees exactly what the metrics file holds"
+
+
+def test_metrics_file_has_one_line_per_step_with_validation_at_eval_steps(tmp_path, random_tokens):
+    run = tmp_path / "run"
+    train(tiny_model(), quick_config(max_steps=6, eval_every=4, grad_accum=2), random_tokens, run)
+    metrics = read_metrics(run)
+    assert [m["step"] for m in metrics] == [1, 2, 3, 4, 5, 6]
+    assert [s for s, m in enumerate(metrics, 1) if "val_loss" in m] == [4, 6], "every eval_every steps and the last"
+    for m in metrics:
+        assert {"step", "loss", "lr", "grad_norm", "tokens_seen", "tokens_per_s", "elapsed_s"} <= m.keys()
+        assert "mfu" not in m, "MFU is reported on CUDA only"
+    assert metrics[-1]["tokens_seen"] == 6 * 2 * 4 * SEQ
+    assert metrics[0]["lr"] == pytest.approx(3e-3 / 2) and metrics[1]["lr"] == pytest.approx(3e-3)
+    assert metrics[-1]["lr"] > 3e-4 and json.loads(json.dumps(metrics)) == metrics
+
+
+def test_training_stops_at_a_token_budget(tmp_path, random_tokens):
+    result = train(tiny_model(), quick_config(max_steps=None, max_tokens=3 * 4 * SEQ), random_tokens,
+                   tmp_path / "run")
+    assert (result.step, result.tokens_seen, result.stopped_by) == (3, 3 * 4 * SEQ, "max_tokens")
+
+
+def test_training_stops_at_a_time_budget(tmp_path, random_tokens):
+    result = train(tiny_model(), quick_config(max_steps=1000, max_minutes=0.0), random_tokens, tmp_path / "run")
+    assert (result.step, result.stopped_by) == (0, "max_minutes")
+
+
+def test_bf16_autocast_trains_on_cpu(tmp_path, random_tokens):
+    result = train(tiny_model(), quick_config(max_steps=2, precision="bf16"), random_tokens, tmp_path / "run")
+    assert result.step == 2 and math.isfinite(result.loss)
+
+
+def test_fp16_is_refused_on_cpu(tmp_path, random_tokens):
+    with pytest.raises(ValueError, match="fp16"):
+        train(tiny_model(), quick_config(precision="fp16"), random_tokens, tmp_path / "run")
+
+
+def test_command_line_trains_and_prints_a_summary(tmp_path, random_tokens, capsys):
+    run = tmp_path / "run"
+    assert main(["--tokens", str(random_tokens), "--out", str(run), "--preset", "tiny", "--max-steps", "3",
+                 "--batch-size", "2", "--seq-len", str(SEQ), "--warmup-steps", "1", "--device", "cpu",
+                 "--betas", "0.9", "0.95", "--no-compile"]) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["step"] == 3 and summary["stopped_by"] == "max_steps" and summary["rank"] == 0
+    assert load_checkpoint(run / "checkpoints" / "step_000003.pt")["train_config"]["betas"] == (0.9, 0.95)
