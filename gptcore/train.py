@@ -425,10 +425,19 @@ def main(argv: list[str] | None = None) -> int:
                                   if getattr(args, f.name) is not None})
     result = train(model_config, train_config, args.tokens, args.out, resume=not args.no_resume, log=_print_metrics)
     summary = {"rank": int(os.environ.get("RANK", "0")), **asdict(result), "checkpoint": str(result.checkpoint)}
-    # One write call per line: ranks share stdout, and a single write below PIPE_BUF is never interleaved.
-    sys.stdout.flush()
-    os.write(sys.stdout.fileno(), (json.dumps(summary) + "\n").encode())
+    _write_line(json.dumps(summary) + "\n")
     return 0
+
+
+def _write_line(line: str) -> None:
+    """One write call per line: ranks share stdout, and a single write below PIPE_BUF is never interleaved."""
+    try:
+        fd = sys.stdout.fileno()
+    except (OSError, ValueError):  # stdout is not a file (captured): nothing to interleave with
+        print(line, end="", flush=True)
+        return
+    sys.stdout.flush()
+    os.write(fd, line.encode())
 
 
 def _print_metrics(metrics: dict[str, Any]) -> None:
