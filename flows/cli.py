@@ -90,6 +90,12 @@ def cmd_export(args: argparse.Namespace) -> None:
         print(path)
 
 
+def cmd_generate(args: argparse.Namespace) -> None:
+    from flows.sample import sample_from_run
+
+    print(sample_from_run(args.run, args.prompt, args.max_new_tokens, args.temperature, args.top_k, args.top_p, args.seed))
+
+
 def cmd_demo(args: argparse.Namespace) -> None:
     from flows.demo.run import run_demo
 
@@ -104,7 +110,7 @@ def main(argv: list[str] | None = None) -> None:
     sub.add_parser("status", help="is the local stack running; which deployments it serves").set_defaults(fn=cmd_status)
     sub.add_parser("env", help="print the exports that point the prefect CLI at the local stack").set_defaults(fn=cmd_env)
     run = sub.add_parser("run", help="run a stage flow in-process; prints the output version folder last")
-    run.add_argument("stage", help="build-corpus, train-tokenizer, tokenize")
+    run.add_argument("stage", help="build-corpus, train-tokenizer, tokenize, pretrain")
     run.add_argument("-p", "--param", action="append", default=[], metavar="KEY=VALUE", help="flow parameter (JSON value)")
     run.set_defaults(fn=cmd_run)
     lineage = sub.add_parser("lineage", help="print where a version came from, from the manifests alone")
@@ -115,6 +121,15 @@ def main(argv: list[str] | None = None) -> None:
     export.add_argument("tokens", type=Path, help="a tokens version folder, e.g. data/tokens/v0001")
     export.add_argument("out", type=Path, help="output folder")
     export.set_defaults(fn=cmd_export)
+    gen = sub.add_parser("generate", help="sample from a pretraining run's latest checkpoint")
+    gen.add_argument("--run", required=True, type=Path, help="a run folder, e.g. data/runs/v0001")
+    gen.add_argument("--prompt", default="", help="text to continue")
+    gen.add_argument("--max-new-tokens", type=int, default=100)
+    gen.add_argument("--temperature", type=float, default=0.8)
+    gen.add_argument("--top-k", type=int, default=50)
+    gen.add_argument("--top-p", type=float, default=None)
+    gen.add_argument("--seed", type=int, default=0)
+    gen.set_defaults(fn=cmd_generate)
     demo = sub.add_parser("demo", help="build the embedded demo through the local stack's deployments")
     demo.add_argument("--keep-stack", action="store_true", help="leave the local stack running afterwards")
     demo.set_defaults(fn=cmd_demo)

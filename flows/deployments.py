@@ -12,10 +12,11 @@ from prefect.flows import Flow
 def stage_flows() -> list[Flow]:
     """The stage flows, in recipe order (later stages join this list as they are built)."""
     from flows.build_corpus import build_corpus
+    from flows.pretrain import pretrain
     from flows.tokenize_corpus import tokenize
     from flows.train_tokenizer import train_tokenizer
 
-    return [build_corpus, train_tokenizer, tokenize]
+    return [build_corpus, train_tokenizer, tokenize, pretrain]
 
 
 def local_deployments() -> list:

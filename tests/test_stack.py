@@ -51,7 +51,7 @@ def test_deployment_run_through_the_local_server_builds_a_corpus_with_lineage(st
 
     up = _cli("up", env=stack_env)
     assert up.returncode == 0, up.stderr[-3000:]
-    for deployment in ("build-corpus/local", "train-tokenizer/local", "tokenize/local"):
+    for deployment in ("build-corpus/local", "train-tokenizer/local", "tokenize/local", "pretrain/local"):
         assert deployment in up.stdout
     exports = dict(line.removeprefix("export ").split("=", 1) for line in _cli("env", env=stack_env).stdout.splitlines())
     assert exports["PREFECT_API_URL"].startswith("http://127.0.0.1:")

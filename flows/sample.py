@@ -1,0 +1,40 @@
+"""``gptforge generate``: sample from a pretraining run, with the tokenizer found through the run's lineage."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from flows.lineage import find_version_folder
+from flows.store import DataRoot
+from gptcore.checkpoint import latest_checkpoint, load_checkpoint
+from gptcore.encoding import load_encoder
+from gptcore.generate import generate
+from gptcore.model import GPT, GPTConfig
+
+
+def tokenizer_of_run(run: Path) -> Path:
+    """runs/<id> → its tokens version → that version's tokenizer.json, from the manifests alone."""
+    root = DataRoot.from_env(str(run.parent.parent))
+    tokens = next(u for u in json.loads((run / "manifest.json").read_text())["upstream"] if u.get("stage") == "tokens")
+    tokenizer = next(u for u in root.read_manifest("tokens", tokens["version"])["upstream"] if u.get("stage") == "tokenizer")
+    return Path(root.version_url("tokenizer", tokenizer["version"])) / "tokenizer.json"
+
+
+def sample_from_run(run: str | Path, prompt: str, max_new_tokens: int = 100, temperature: float = 0.8,
+                    top_k: int | None = 50, top_p: float | None = None, seed: int = 0) -> str:
+    """The prompt continued by the run's latest checkpoint."""
+    run = find_version_folder(run)
+    checkpoint = latest_checkpoint(run)
+    if checkpoint is None:
+        raise FileNotFoundError(f"{run} has no checkpoint (checkpoints/latest): is it a pretrain run folder?")
+    state = load_checkpoint(checkpoint)
+    model = GPT(GPTConfig(**state["model_config"]))
+    model.load_state_dict(state["model"])
+    encoder = load_encoder(tokenizer_of_run(run))
+    ids = [encoder.eot_id] + encoder.encode(prompt)  # documents start after end-of-text, as in the shards
+    out = generate(model, torch.tensor([ids]), max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
+                   generator=torch.Generator().manual_seed(seed), eos_id=encoder.eot_id)
+    new = [t for t in out[0, len(ids):].tolist() if t != encoder.eot_id]
+    return prompt + encoder.decode(new)
