@@ -24,8 +24,8 @@ from prefect.logging import get_run_logger
 
 from data_contracts.corpus import validate_corpus
 from flows.corpus import assemble
-from flows.corpus.dedup import DedupIndex, MinHashConfig, deduplicate, write_dedup_index
-from flows.corpus.minhash import fingerprint_table
+from flows.corpus.dedup import DedupIndex, deduplicate, write_dedup_index
+from flows.corpus.minhash import MinHashConfig, fingerprint_table
 from flows.corpus.dumps import LinkFilterConfig, filter_dump, merge_links
 from flows.corpus.fetch import FetchConfig, fetch_to_warc
 from flows.corpus.process import ProcessConfig, process_pages_parallel
@@ -89,11 +89,16 @@ def merge_link_tables(work: Path, dumps: list[str], max_links: int | None) -> in
     return pq.read_metadata(out).num_rows
 
 
+def _shard_links(work: Path, shard: int, shard_size: int, columns: list[str] | None = None) -> pa.Table:
+    """The links of one fetch shard (links.parquet is sorted by doc_id; shard i holds rows i·size … (i+1)·size)."""
+    return pq.read_table(work / "links.parquet", columns=columns).slice(shard * shard_size, shard_size)
+
+
 @task(name="fetch-shard", retries=2, retry_delay_seconds=5)
 def fetch_shard(work: Path, shard: int, shard_size: int, config: FetchConfig) -> dict:
     log_path, warc_path = work / "fetch" / f"{shard:05d}.log.parquet", work / "fetch" / f"{shard:05d}.warc.gz"
     if not log_path.exists():
-        links = pq.read_table(work / "links.parquet", columns=["doc_id", "url"]).slice(shard * shard_size, shard_size)
+        links = _shard_links(work, shard, shard_size, columns=["doc_id", "url"])
         log = fetch_to_warc(list(zip(links["doc_id"].to_pylist(), links["url"].to_pylist())), warc_path, config)
         atomic_write_table(log_path, log)
     errors = pq.read_table(log_path, columns=["error"])["error"]
@@ -132,9 +137,10 @@ def _extract_unit(work: Path, unit: str, source: str, pages, config: ProcessConf
 
 
 @task(name="extract-fetched")
-def extract_fetched(work: Path, shard: int, config: ProcessConfig, minhash: MinHashConfig, workers: int) -> dict:
+def extract_fetched(work: Path, shard: int, shard_size: int, config: ProcessConfig, minhash: MinHashConfig,
+                    workers: int) -> dict:
     log = pq.read_table(work / "fetch" / f"{shard:05d}.log.parquet")
-    links = pq.read_table(work / "links.parquet")
+    links = _shard_links(work, shard, shard_size)
     warc = work / "fetch" / f"{shard:05d}.warc.gz"
     pages = read_warc(warc, source="reddit") if warc.exists() else iter(())
     return _extract_unit(work, f"fetch-{shard:05d}", "reddit", pages, config, minhash, workers,
@@ -282,7 +288,7 @@ def build_corpus(
         for shard in shards:
             fetch_shard(work, shard, shard_size, fetch_config)
         for shard in shards:
-            extract_fetched(work, shard, process_config, minhash, workers)
+            extract_fetched(work, shard, shard_size, process_config, minhash, workers)
     for i, path in enumerate(warcs):
         extract_warc(work, i, path, process_config, minhash, workers)
     if texts:

@@ -122,7 +122,8 @@ def pretrain(
     result = train_model(model_config, train_config, tokens_folder, started.out)
 
     baseline = unigram_entropy(tokens_folder)
-    losses = [m["loss"] for m in read_metrics(started.out)]
+    metrics = read_metrics(started.out)
+    losses = [m["loss"] for m in metrics]
     loads = _checkpoint_loads(started.out)
     report = validate_run(losses, result["val_loss"], baseline, loads)
     checkpoint = latest_checkpoint(started.out) if loads else None
@@ -130,7 +131,7 @@ def pretrain(
               "checkpoint": str(checkpoint.relative_to(started.out)) if checkpoint else None}
     manifest = write_manifest(started.out, STAGE, started.name, parameters, [tokens_up], counts)
     rows = [{"step": m["step"], "loss": m["loss"], "val_loss": m.get("val_loss"), "lr": m["lr"]}
-            for m in read_metrics(started.out) if "val_loss" in m]
+            for m in metrics if "val_loss" in m]
     url = finish_version(root, started, manifest, report, rows, asset_deps=[root.asset_key("tokens", tokens)],
                          description=f"{preset} pretraining run")
     logger.info("run %s: step %d, loss %.4f, val loss %s (unigram baseline %.4f) → %s", started.name, result["step"],

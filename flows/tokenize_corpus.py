@@ -89,7 +89,8 @@ def tokenize(
     corpus = resolve_version(root, "corpus", corpus, "tokenize")
     tokenizer = resolve_version(root, "tokenizer", tokenizer, "tokenize")
     corpus_up, tokenizer_up = upstream_version(root, "corpus", corpus), upstream_version(root, "tokenizer", tokenizer)
-    trained_on = [u for u in root.read_manifest("tokenizer", tokenizer)["upstream"] if u.get("stage") == "corpus"]
+    tokenizer_manifest = root.read_manifest("tokenizer", tokenizer)
+    trained_on = [u for u in tokenizer_manifest["upstream"] if u.get("stage") == "corpus"]
     mismatch = not any(u["version"] == corpus and u["checksum"] == corpus_up["checksum"] for u in trained_on)
     if mismatch:
         logger.warning("tokenizer %s was trained on %s, not on corpus %s: allowed, and recorded in the manifest",
@@ -111,7 +112,6 @@ def tokenize(
                 corpus, tokenizer, encoder.kind, f", {encoder.fallback_reason}" if encoder.fallback_reason else "", len(shards))
     stats = encode_shards(shards, tokenizer_json, workers or os.cpu_count() or 1)
 
-    tokenizer_manifest = root.read_manifest("tokenizer", tokenizer)
     write_index(out, vocab_size=encoder.vocab_size, eot_id=encoder.eot_id,
                 tokenizer_sha256=tokenizer_manifest["outputs"]["tokenizer.json"]["sha256"],
                 split_rule=SplitRule(validation_fraction), shards=stats)

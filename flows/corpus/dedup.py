@@ -20,15 +20,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from flows.corpus.minhash import (  # re-exported: the flow imports every dedup name from here
-    MinHashConfig,
-    band_keys,
-    band_keys_many,
-    bands_to_arrow,
-    fingerprint_table,
-    normalize_for_hash,
-    text_hash,
-)
+from flows.corpus.minhash import MinHashConfig, bands_to_arrow
 from flows.corpus.records import REJECT_SCHEMA, reject
 
 STEP = "dedup"
@@ -36,19 +28,7 @@ EXACT_DUPLICATE = "exact_duplicate"
 NEAR_DUPLICATE = "near_duplicate"
 _INDEX_VERSION_KEY = b"gptforge.dedup_index.version"
 
-__all__ = [
-    "DedupIndex",
-    "DedupResult",
-    "MinHashConfig",
-    "band_keys",
-    "band_keys_many",
-    "bands_to_arrow",
-    "deduplicate",
-    "fingerprint_table",
-    "normalize_for_hash",
-    "text_hash",
-    "write_dedup_index",
-]
+__all__ = ["DedupIndex", "DedupResult", "deduplicate", "write_dedup_index"]
 
 
 @dataclass(slots=True)
