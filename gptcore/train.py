@@ -1,5 +1,6 @@
 """Pretraining loop: AdamW + warmup/cosine, gradient accumulation and clipping, mixed precision, periodic evaluation,
-JSON-lines metrics, atomic checkpoints with exact resume, and DDP when launched under ``torchrun``.
+JSON-lines metrics, atomic checkpoints with exact resume, and DDP (or FSDP, ``parallel="fsdp"``, for models whose
+weights and optimizer state do not fit one device) when launched under ``torchrun``.
 
 Exact resume rests on three facts: batch ``i`` of the training stream is a pure function of (seed, i) (see
 ``TokenDataset.random_batch``), the learning rate is a pure function of the step (``gptcore.schedule``), and the
@@ -44,8 +45,9 @@ from gptcore.model import GPT, GPTConfig, config_from_preset
 from gptcore.schedule import lr_at
 
 METRICS_FILE = "metrics.jsonl"
-CHECKPOINT_FORMAT = 1
+CHECKPOINT_FORMAT = 2  # 2: optimizer state keyed by parameter name
 PRECISIONS = ("fp32", "bf16", "fp16")
+PARALLEL = ("ddp", "fsdp")
 # Dense bf16 tensor-core peaks (vendor datasheets), the usual denominator of model FLOPs utilisation.
 PEAK_BF16_FLOPS = {"H200": 989e12, "H100": 989e12, "A100": 312e12}
 
@@ -74,6 +76,7 @@ class TrainConfig:
     compile: bool = False  # torch.compile the model
     seed: int = 1337
     device: str = "auto"  # "auto" = CUDA when available, else CPU; under torchrun the local rank's GPU
+    parallel: str = "ddp"  # under torchrun: "ddp" replicates the model; "fsdp" shards weights, grads, AdamW state
 
     def __post_init__(self) -> None:
         for name in ("batch_size", "grad_accum", "eval_every", "eval_batches", "checkpoint_every"):
@@ -81,6 +84,8 @@ class TrainConfig:
                 raise ValueError(f"TrainConfig.{name} must be >= 1, got {getattr(self, name)}")
         if self.precision not in PRECISIONS:
             raise ValueError(f"TrainConfig.precision must be one of {PRECISIONS}, got {self.precision!r}")
+        if self.parallel not in PARALLEL:
+            raise ValueError(f"TrainConfig.parallel must be one of {PARALLEL}, got {self.parallel!r}")
         if self.max_steps is None and self.max_tokens is None and self.decay_steps is None:
             raise ValueError("set max_steps, max_tokens or decay_steps: the cosine schedule needs to know where "
                              "training ends (max_minutes alone cannot tell)")
@@ -144,6 +149,9 @@ class _Trainer:
         torch.manual_seed(config.seed)  # same initial weights in every process
         self.model_config = model_config
         self.model = GPT(model_config).to(self.device)
+        self.sharded = self.world > 1 and config.parallel == "fsdp"
+        if self.sharded:
+            _fully_shard(self.model)  # in place: parameters become shards, so the optimizer is built after this
         self.optimizer = torch.optim.AdamW(self.model.optimizer_groups(config.weight_decay), lr=config.max_lr,
                                            betas=config.betas, fused=self.device.type == "cuda")
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=config.precision == "fp16")
@@ -157,7 +165,7 @@ class _Trainer:
             _truncate_metrics(out_dir / METRICS_FILE, keep_through_step=self.step)
 
         runner: torch.nn.Module = torch.compile(self.model) if config.compile else self.model
-        if self.world > 1:
+        if self.world > 1 and not self.sharded:
             runner = DistributedDataParallel(runner, device_ids=[self.device.index] if self.device.type == "cuda"
                                              else None)
         self.runner = runner
@@ -204,9 +212,8 @@ class _Trainer:
             x, y = self._to_device(self.train_data.random_batch(batch_number, config.batch_size, self.seq_len,
                                                                 config.seed))
             last_micro = micro == config.grad_accum - 1
-            # DDP all-reduces gradients in backward; skip that on all but the last micro-batch of the step.
-            sync = nullcontext() if last_micro or self.world == 1 else self.runner.no_sync()
-            with sync:
+            # DDP / FSDP reduce gradients in backward; skip that on all but the last micro-batch of the step.
+            with self._gradient_sync(last_micro):
                 with self.autocast:
                     _, loss = self.runner(x, y)
                 self.scaler.scale(loss / config.grad_accum).backward()
@@ -222,21 +229,32 @@ class _Trainer:
         mean_loss = self._all_reduce_mean(loss_sum / config.grad_accum)
         return lr, mean_loss, float(grad_norm)
 
+    def _gradient_sync(self, enabled: bool) -> ContextManager:
+        if self.world == 1 or enabled:
+            return nullcontext()
+        if self.sharded:
+            return _fsdp_no_sync(self.model)
+        return self.runner.no_sync()
+
     @torch.no_grad()
     def evaluate(self) -> float:
         """Mean validation loss per token over the first ``eval_batches`` batches, shared out among processes."""
         self.model.eval()
         totals = torch.zeros(2, dtype=torch.float64, device=self.device)  # loss · tokens, tokens
-        batches = islice(self.val_data.sequential_batches(self.config.batch_size, self.seq_len),
-                         self.config.eval_batches)
-        for number, batch in enumerate(batches):
-            if number % self.world != self.rank:
-                continue
-            x, y = self._to_device(batch)
+        batches = list(islice(self.val_data.sequential_batches(self.config.batch_size, self.seq_len),
+                              self.config.eval_batches))
+        # Every FSDP forward gathers weights from all processes, so all run the same number of forwards: a
+        # process short of a batch repeats one and gives it weight 0.
+        rounds = math.ceil(len(batches) / self.world) if self.sharded else len(batches)
+        for number in range(self.rank, rounds * self.world, self.world):
+            if number >= len(batches) and not self.sharded:
+                break
+            x, y = self._to_device(batches[min(number, len(batches) - 1)])
             with self.autocast:
                 _, loss = self.model(x, y)
-            totals[0] += loss.double() * y.numel()
-            totals[1] += y.numel()
+            if number < len(batches):
+                totals[0] += loss.double() * y.numel()
+                totals[1] += y.numel()
         if self.world > 1:
             dist.all_reduce(totals)
         self.model.train()
@@ -267,11 +285,12 @@ class _Trainer:
         if self.world > 1:  # every process's dropout stream, so each resumes its own
             rng_states = [None] * self.world
             dist.all_gather_object(rng_states, capture_rng_state())
+        model_state, optimizer_state = self._full_state()
         if self.is_main:
             state = {
                 "format": CHECKPOINT_FORMAT,
-                "model": self.model.state_dict(),
-                "optimizer": self.optimizer.state_dict(),
+                "model": model_state,
+                "optimizer": optimizer_state,
                 "scaler": self.scaler.state_dict(),
                 "step": self.step,
                 "tokens_seen": self.tokens_seen,
@@ -290,14 +309,27 @@ class _Trainer:
         if state["model_config"] != asdict(self.model_config):
             raise ValueError(f"{self.checkpoint} holds a different model ({state['model_config']}) than requested "
                              f"({asdict(self.model_config)}): use a new out_dir, or resume=False to start over")
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        if self.sharded:
+            _load_sharded_state(self.model, self.optimizer, state)
+        else:
+            self.model.load_state_dict(state["model"])
+            self.optimizer.load_state_dict(_optimizer_state_by_index(self.model, self.optimizer, state))
         self.scaler.load_state_dict(state["scaler"])
         self.step, self.tokens_seen, self.elapsed_before = state["step"], state["tokens_seen"], state["elapsed_s"]
         if len(state["rng"]) == self.world:
             restore_rng_state(state["rng"][self.rank])
         else:  # another process count: no saved stream for this process; a fresh one, still reproducible
             torch.manual_seed(self.config.seed + self.world * self.step + self.rank)
+
+    def _full_state(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Unsharded model and optimizer state, optimizer state keyed by parameter name (the same layout under
+        DDP and FSDP, so a run may resume with either). Under FSDP every process takes part in gathering it."""
+        if self.sharded:
+            from torch.distributed.checkpoint.state_dict import StateDictOptions, get_state_dict
+
+            return get_state_dict(self.model, self.optimizer,
+                                  options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+        return self.model.state_dict(), _optimizer_state_by_name(self.model, self.optimizer)
 
     # -- helpers ----------------------------------------------------------------------------------------------
 
@@ -321,12 +353,71 @@ class _Trainer:
 
 
 def params_sha256(model: torch.nn.Module) -> str:
-    """sha256 over the names and raw bytes of the model's weights, in state-dict order."""
+    """sha256 over the names and raw bytes of the model's weights, in state-dict order (under FSDP a collective:
+    every process gathers the full weights)."""
     digest = hashlib.sha256()
     for name, tensor in model.state_dict().items():
+        if hasattr(tensor, "full_tensor"):  # an FSDP shard
+            tensor = tensor.full_tensor()
         digest.update(name.encode())
         digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
     return digest.hexdigest()
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Optimizer state layout and FSDP
+
+
+def _optimizer_state_by_name(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
+    """``optimizer.state_dict()`` with parameter names instead of positions, the layout FSDP's full state uses."""
+    names = {id(p): n for n, p in model.named_parameters()}
+    ids = [id(p) for group in optimizer.param_groups for p in group["params"]]
+    raw = optimizer.state_dict()
+    by_index = dict(enumerate(ids))
+    return {"state": {names[by_index[i]]: v for i, v in raw["state"].items()},
+            "param_groups": [{**g, "params": [names[by_index[i]] for i in g["params"]]} for g in raw["param_groups"]]}
+
+
+def _optimizer_state_by_index(model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                              state: dict[str, Any]) -> dict[str, Any]:
+    """Back from names to the positions ``optimizer.load_state_dict`` expects."""
+    saved = state["optimizer"]
+    if state.get("format", 1) < 2:  # already by position
+        return saved
+    names = {id(p): n for n, p in model.named_parameters()}
+    index = {names[id(p)]: i for i, p in enumerate(p for g in optimizer.param_groups for p in g["params"])}
+    return {"state": {index[name]: v for name, v in saved["state"].items()},
+            "param_groups": [{**g, "params": [index[n] for n in g["params"]]} for g in saved["param_groups"]]}
+
+
+def _fully_shard(model: GPT) -> None:
+    """FSDP2: each block is one unit (its weights gathered just before use), then the embeddings and head."""
+    from torch.distributed.fsdp import fully_shard
+
+    for block in model.transformer.h:
+        fully_shard(block)
+    fully_shard(model)
+
+
+def _fsdp_no_sync(model: torch.nn.Module) -> ContextManager:
+    from contextlib import contextmanager
+
+    @contextmanager
+    def no_sync():
+        model.set_requires_gradient_sync(False)
+        try:
+            yield
+        finally:
+            model.set_requires_gradient_sync(True)
+    return no_sync()
+
+
+def _load_sharded_state(model: torch.nn.Module, optimizer: torch.optim.Optimizer, state: dict[str, Any]) -> None:
+    """Every process read the full checkpoint; each keeps its own shards of it."""
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_state_dict
+
+    set_state_dict(model, optimizer, model_state_dict=state["model"], optim_state_dict=state["optimizer"],
+                   options=StateDictOptions(full_state_dict=True))
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -56,3 +56,26 @@ def test_two_processes_train_in_step_and_only_rank_0_writes_the_run(tmp_path):
 
 def torch_equal(a, b) -> bool:
     return bool((a == b).all())
+
+
+def test_fsdp_shards_the_model_and_resumes_from_a_ddp_checkpoint(tmp_path):
+    rng = np.random.default_rng(1)
+    tokens = write_tokens(tmp_path / "tokens", [rng.integers(1, VOCAB, 3000).tolist()],
+                          [rng.integers(1, VOCAB, 400).tolist()])
+    ddp, fsdp = tmp_path / "ddp", tmp_path / "fsdp"
+    run_torchrun(tokens, ddp, "--max-steps", "4", "--checkpoint-every", "2")
+    run_torchrun(tokens, fsdp, "--max-steps", "2", "--parallel", "fsdp")
+    state = load_checkpoint(fsdp / "checkpoints" / "step_000002.pt")
+    assert state["model"]["transformer.wte.weight"].shape == (VOCAB, 64), "the checkpoint holds full weights"
+
+    ranks = run_torchrun(tokens, fsdp, "--max-steps", "4", "--parallel", "fsdp")
+    assert ranks[0]["params_sha256"] == ranks[1]["params_sha256"]
+    ddp_losses = [m["loss"] for m in read_metrics(ddp)]
+    fsdp_losses = [m["loss"] for m in read_metrics(fsdp)]
+    assert fsdp_losses == pytest.approx(ddp_losses, rel=1e-5), "FSDP trains the same model as DDP"
+
+    # A sharded run's checkpoint resumes unsharded, and the reverse: the state layout is the same.
+    for newest in ("step_000004.pt", "step_000004.pt.sha256", "latest"):
+        (ddp / "checkpoints" / newest).unlink()
+    resumed = run_torchrun(tokens, ddp, "--max-steps", "4", "--parallel", "fsdp")
+    assert resumed[0]["params_sha256"] == ranks[0]["params_sha256"]
