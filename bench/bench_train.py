@@ -19,8 +19,14 @@ With --repeats > 1 the sides alternate, first side swapped each repeat, and each
 Tokens/s counts input tokens (B x T) per optimizer step. Ratios are gptcore / transformers: > 1 means gptcore
 is faster for tokens/s, and uses more memory for RSS.
 
+On a GPU (--device cuda) both sides use fused AdamW, memory is the CUDA allocator's peak, and model FLOPs
+utilisation (MFU: 6·N + attention FLOPs per token, gptcore's estimate, over the GPU's dense bf16 peak) is printed;
+--compile wraps both models in torch.compile (the first --warmup steps absorb the compilation).
+
 Run: .venv/bin/python bench/bench_train.py [--steps 20] [--warmup 4] [--repeats 1] [--layers 4] [--dims 256] [--heads 4]
-     [--seq 256] [--batch 8] [--vocab 8192] [--threads 2] [--precisions fp32,bf16]
+     [--seq 256] [--batch 8] [--vocab 8192] [--threads 2] [--precisions fp32,bf16] [--device cpu] [--compile]
+GPT-2 small on a GPU: --device cuda --layers 12 --dims 768 --heads 12 --seq 1024 --batch 16 --vocab 50257
+     --precisions bf16 --steps 40 --warmup 10
 """
 
 from __future__ import annotations
@@ -108,10 +114,13 @@ def run_child(args: argparse.Namespace) -> None:
         def loss_of(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
             return model(input_ids=x, shift_labels=y, labels=y, use_cache=False).loss
 
-    model.train()
-    optimizer = torch.optim.AdamW(groups, lr=LR, betas=BETAS, eps=EPS)
-    batches = synthetic_batches(args.steps, args.batch, args.seq, args.vocab)
-    autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.precision == "bf16")
+    device = torch.device(args.device)
+    flops_per_token = _flops_per_token(args)
+    model.to(device).train()
+    forward = torch.compile(loss_of) if args.compile else loss_of
+    optimizer = torch.optim.AdamW(groups, lr=LR, betas=BETAS, eps=EPS, fused=device.type == "cuda")
+    batches = [(x.to(device), y.to(device)) for x, y in synthetic_batches(args.steps, args.batch, args.seq, args.vocab)]
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.precision == "bf16")
     rss_start = current_rss_mib()
 
     losses: list[float] = []
@@ -120,7 +129,7 @@ def run_child(args: argparse.Namespace) -> None:
         if step == args.warmup:
             start = time.perf_counter()
         with autocast:
-            loss = loss_of(x, y)
+            loss = forward(x, y)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), GRAD_CLIP)
         optimizer.step()
@@ -138,7 +147,23 @@ def run_child(args: argparse.Namespace) -> None:
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,  # KiB on Linux
         "losses": losses,
     }
+    if device.type == "cuda":
+        from gptcore.train import _peak_flops
+
+        result["peak_gpu_mib"] = torch.cuda.max_memory_allocated(device) / 2**20
+        result["gpu"] = torch.cuda.get_device_name(device)
+        peak = _peak_flops(device)
+        result["mfu"] = flops_per_token * result["tokens_per_s"] / peak if peak else None
     print(json.dumps(result))
+
+
+def _flops_per_token(args: argparse.Namespace) -> float:
+    from gptcore.model import GPT, config_from_preset
+
+    with torch.device("meta"):
+        model = GPT(config_from_preset("small-cpu", n_layer=args.layers, n_embd=args.dims, n_head=args.heads,
+                                       block_size=args.seq, vocab_size=args.vocab))
+    return model.estimate_flops_per_token(args.seq)
 
 
 def write_initial_model(args: argparse.Namespace) -> Path:
@@ -171,6 +196,8 @@ def spawn(args: argparse.Namespace, side: str, precision: str, model_dir: Path) 
         sys.executable, __file__, "--child", "--side", side, "--precision", precision, "--model-dir", str(model_dir),
         "--steps", str(args.steps), "--warmup", str(args.warmup), "--seq", str(args.seq),
         "--batch", str(args.batch), "--vocab", str(args.vocab), "--threads", str(args.threads),
+        "--layers", str(args.layers), "--dims", str(args.dims), "--heads", str(args.heads), "--device", args.device,
+        *(["--compile"] if args.compile else []),
     ]  # fmt: skip
     env = {**os.environ, "TRANSFORMERS_OFFLINE": "1", "HF_HUB_OFFLINE": "1"}
     done = subprocess.run(command, capture_output=True, text=True, env=env, cwd=REPO_ROOT)
@@ -198,11 +225,16 @@ def print_table(precision: str, ours: dict[str, object], peer: dict[str, object]
     max_diff = max(abs(a - b) for a, b in zip(loss_ours, loss_peer))
     print(f"\n{precision}:")
     print(f"  {'':22} {'gptcore':>12} {'transformers':>13} {'ratio':>7}")
-    rows = (
+    rows = [
         ("tokens/s", "tokens_per_s", "{:12.0f}", "{:13.0f}"),
         ("peak RSS MiB", "peak_rss_mib", "{:12.0f}", "{:13.0f}"),
         ("RSS at start MiB", "rss_start_mib", "{:12.0f}", "{:13.0f}"),
-    )
+    ]
+    if "peak_gpu_mib" in ours:
+        print(f"  on {ours['gpu']}")
+        rows.append(("peak GPU memory MiB", "peak_gpu_mib", "{:12.0f}", "{:13.0f}"))
+        if ours.get("mfu"):
+            rows.append(("MFU", "mfu", "{:12.3f}", "{:13.3f}"))
     for label, key, fmt_ours, fmt_peer in rows:
         ratio = ours[key] / peer[key]
         print(f"  {label:22} {fmt_ours.format(ours[key])} {fmt_peer.format(peer[key])} {ratio:7.3f}x")
@@ -230,6 +262,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--vocab", type=int, default=8192)
     parser.add_argument("--threads", type=int, default=2, help="torch.set_num_threads in each run")
     parser.add_argument("--precisions", default=",".join(PRECISIONS), help="comma-separated: fp32, bf16")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--compile", action="store_true", help="torch.compile both models")
     # Internal: one measured run in a child process.
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--side", choices=SIDES, help=argparse.SUPPRESS)
