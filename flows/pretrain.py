@@ -1,26 +1,31 @@
 """pretrain: a tokens version + a model preset → a trained run (``runs/<id>/``: checkpoints, metrics, manifest).
 
 Wraps ``gptcore.train`` (which knows nothing about Prefect): the run folder is the version's work folder, so a
-killed pretrain resumes from its latest checkpoint with the exact losses of an uninterrupted run. Progress goes to
-a throttled Prefect progress artifact; the gate checks finite losses, validation loss below the unigram-entropy
-baseline of the data, and that the final checkpoint loads.
+killed pretrain resumes from its latest checkpoint with the exact losses of an uninterrupted run. With
+``nproc_per_node`` > 1 the flow launches ``torchrun`` (DDP, or FSDP with ``parallel="fsdp"``; NCCL on GPUs, gloo on
+CPUs) and follows its metrics file. Progress goes to a throttled Prefect progress artifact, the loss curve to a
+markdown artifact (and ``loss_curve.svg``); the gate checks finite losses, validation loss below the
+unigram-entropy baseline of the data, and that the final checkpoint loads.
 """
 from __future__ import annotations
 
 import json
 import math
+import subprocess
+import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 from prefect import flow, task
-from prefect.artifacts import create_progress_artifact, update_progress_artifact
+from prefect.artifacts import create_markdown_artifact, create_progress_artifact, update_progress_artifact
 from prefect.logging import get_run_logger
 
 from data_contracts.pretrain import validate_run
+from flows.charts import line_chart_svg, svg_markdown_image
 from flows.lineage import upstream_version, write_manifest
-from flows.stage import finish_version, resolve_version, start_version
+from flows.stage import artifact_key, finish_version, resolve_version, start_version
 from flows.store import DataRoot
 from gptcore.checkpoint import CheckpointError, latest_checkpoint, load_checkpoint
 from gptcore.data import TokenDataset
@@ -29,6 +34,8 @@ from gptcore.train import TrainConfig, read_metrics, train
 
 STAGE = "runs"
 PROGRESS_EVERY_S = 10.0
+LAUNCH_CONFIG = "launch.json"
+TORCHRUN_LOG = "torchrun.log"
 
 
 def unigram_entropy(tokens_folder: Path, split: str = "train", chunk: int = 1 << 24) -> float:
@@ -43,24 +50,81 @@ def unigram_entropy(tokens_folder: Path, split: str = "train", chunk: int = 1 <<
     return float(-(p * np.log(p)).sum())
 
 
-@task(name="train-model")
-def train_model(model_config, train_config: TrainConfig, tokens_folder: Path, out: Path) -> dict:
-    """Run (or resume) training into ``out``, reporting progress to Prefect at most every few seconds."""
-    total = train_config.max_steps
-    progress = create_progress_artifact(0.0, description="pretrain progress (% of max_steps)") if total else None
-    last = [0.0]
+class _Progress:
+    """A Prefect progress artifact (percent of max_steps), updated at most every PROGRESS_EVERY_S seconds."""
 
-    def log(metrics: dict) -> None:
-        if progress is not None and time.monotonic() - last[0] > PROGRESS_EVERY_S:
-            update_progress_artifact(progress, 100.0 * metrics["step"] / total)
-            last[0] = time.monotonic()
+    def __init__(self, total: int | None) -> None:
+        self.total = total
+        self.artifact = create_progress_artifact(0.0, description="pretrain progress (% of max_steps)") if total else None
+        self.last = 0.0
 
-    result = train(model_config, train_config, tokens_folder, out, resume=True, log=log)
-    if progress is not None:
-        update_progress_artifact(progress, 100.0 * result.step / total)
+    def __call__(self, step: int, force: bool = False) -> None:
+        if self.artifact is not None and (force or time.monotonic() - self.last > PROGRESS_EVERY_S):
+            update_progress_artifact(self.artifact, 100.0 * step / self.total)
+            self.last = time.monotonic()
+
+
+def _result_summary(result) -> dict:
     return {"step": result.step, "tokens_seen": result.tokens_seen, "stopped_by": result.stopped_by,
             "loss": result.loss, "val_loss": result.val_loss, "elapsed_s": round(result.elapsed_s, 1),
             "params_sha256": result.params_sha256}
+
+
+@task(name="train-model")
+def train_model(model_config, train_config: TrainConfig, tokens_folder: Path, out: Path) -> dict:
+    """Run (or resume) training in this process into ``out``, reporting progress to Prefect."""
+    progress = _Progress(train_config.max_steps)
+    result = train(model_config, train_config, tokens_folder, out, resume=True,
+                   log=lambda metrics: progress(metrics["step"]))
+    progress(result.step, force=True)
+    return _result_summary(result)
+
+
+@task(name="train-model-torchrun")
+def train_model_torchrun(model_config, train_config: TrainConfig, tokens_folder: Path, out: Path,
+                         nproc_per_node: int) -> dict:
+    """Run (or resume) training under ``torchrun`` with ``nproc_per_node`` processes on this machine.
+
+    The whole configuration goes to the processes as ``launch.json`` in the run folder; progress is read from the
+    metrics file rank 0 writes, and the processes' output is kept in ``torchrun.log``.
+    """
+    out.mkdir(parents=True, exist_ok=True)
+    (out / LAUNCH_CONFIG).write_text(json.dumps({"model": asdict(model_config), "train": asdict(train_config)},
+                                                indent=2))
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node",
+               str(nproc_per_node), "-m", "gptcore.train", "--tokens", str(tokens_folder), "--out", str(out),
+               "--config", str(out / LAUNCH_CONFIG)]
+    progress = _Progress(train_config.max_steps)
+    with open(out / TORCHRUN_LOG, "ab") as log, subprocess.Popen(command, stdout=subprocess.PIPE, stderr=log) as proc:
+        stdout = b""
+        while proc.poll() is None:
+            time.sleep(1.0)
+            metrics = read_metrics(out) if (out / "metrics.jsonl").is_file() else []
+            if metrics:
+                progress(metrics[-1]["step"])
+        stdout = proc.stdout.read() if proc.stdout else b""
+    if proc.returncode != 0:
+        tail = (out / TORCHRUN_LOG).read_text(errors="replace")[-3000:]
+        raise RuntimeError(f"torchrun with {nproc_per_node} processes failed (exit {proc.returncode}); "
+                           f"its output is in {out / TORCHRUN_LOG}; last lines:\n{tail}")
+    summaries = [json.loads(line) for line in stdout.decode().splitlines() if line.startswith("{")]
+    rank0 = next(s for s in summaries if s["rank"] == 0)
+    if len({s["params_sha256"] for s in summaries}) != 1:
+        raise RuntimeError(f"the {nproc_per_node} processes ended with different weights: {summaries}")
+    progress(rank0["step"], force=True)
+    return {key: rank0[key] for key in ("step", "tokens_seen", "stopped_by", "loss", "val_loss", "params_sha256")} | {
+        "elapsed_s": round(rank0["elapsed_s"], 1), "processes": nproc_per_node}
+
+
+def loss_curve(out: Path, metrics: list[dict], baseline: float, name: str) -> str:
+    """Write ``loss_curve.svg`` (training and validation loss by step, the unigram baseline) and return it."""
+    series = {"train loss": [(m["step"], m["loss"]) for m in metrics],
+              "validation loss": [(m["step"], m["val_loss"]) for m in metrics if "val_loss" in m]}
+    if metrics:
+        series["unigram baseline"] = [(metrics[0]["step"], baseline), (metrics[-1]["step"], baseline)]
+    svg = line_chart_svg(series, title=f"run {name}: loss (nats per token)", x_label="step", y_label="loss")
+    (out / "loss_curve.svg").write_text(svg)
+    return svg
 
 
 def _checkpoint_loads(out: Path) -> bool:
@@ -94,13 +158,18 @@ def pretrain(
     precision: str = "fp32",
     compile: bool = False,
     seed: int = 1337,
+    device: str = "auto",
+    nproc_per_node: int = 1,
+    parallel: str = "ddp",
 ) -> str:
     """Pretrain a GPT on a tokens version (default: the newest); returns the run folder.
 
     ``preset`` is a ``gptcore.model.PRESETS`` name (``gpt1``, ``gpt2-small``, …, ``tiny``, ``small-cpu``) and
     ``model`` overrides its fields; the vocabulary size always comes from the tokens. Defaults follow GPT-1
     (AdamW, weight decay 0.01 on matrices, 2,000 warmup steps, max lr 2.5e-4, cosine decay). Training stops at
-    ``max_steps``, ``max_tokens`` or ``max_minutes``, whichever comes first.
+    ``max_steps``, ``max_tokens`` or ``max_minutes``, whichever comes first. ``nproc_per_node`` > 1 trains with
+    that many processes under ``torchrun`` (one per GPU, or CPU processes with gloo); ``parallel="fsdp"`` shards the
+    model, gradients and optimizer state across them instead of replicating it (DDP).
     """
     logger = get_run_logger()
     root = DataRoot.from_env(data_root)
@@ -112,19 +181,27 @@ def pretrain(
                                min_lr=min_lr, warmup_steps=warmup_steps, weight_decay=weight_decay, max_steps=max_steps,
                                max_tokens=max_tokens, max_minutes=max_minutes, eval_every=eval_every,
                                eval_batches=eval_batches, checkpoint_every=checkpoint_every, precision=precision,
-                               compile=compile, seed=seed)
+                               compile=compile, seed=seed, device=device, parallel=parallel)
     tokens_up = upstream_version(root, "tokens", tokens)
     # JSON round trip: the plan is compared with the stored one when resuming (tuples come back as lists).
     parameters = json.loads(json.dumps({"tokens": tokens, "tokens_checksum": tokens_up["checksum"], "preset": preset,
                                         "model": asdict(model_config), "train": asdict(train_config)}))
     started = start_version(root, STAGE, run, parameters)
     logger.info("run %s: preset %s on tokens %s (%s)", started.name, preset, tokens, started.out)
-    result = train_model(model_config, train_config, tokens_folder, started.out)
+    if nproc_per_node > 1:
+        result = train_model_torchrun(model_config, train_config, tokens_folder, started.out, nproc_per_node)
+    else:
+        result = train_model(model_config, train_config, tokens_folder, started.out)
 
     baseline = unigram_entropy(tokens_folder)
     metrics = read_metrics(started.out)
     losses = [m["loss"] for m in metrics]
     loads = _checkpoint_loads(started.out)
+    if metrics:
+        svg = loss_curve(started.out, metrics, baseline, started.name)
+        create_markdown_artifact(svg_markdown_image(svg, f"loss curve of run {started.name}"),
+                                 key=artifact_key(STAGE, started.name, "loss-curve"),
+                                 description=f"Loss curve of run {started.name}")
     report = validate_run(losses, result["val_loss"], baseline, loads)
     checkpoint = latest_checkpoint(started.out) if loads else None
     counts = {**result, "unigram_entropy": round(baseline, 4),

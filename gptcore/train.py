@@ -16,6 +16,7 @@ Run folder::
 Command line (one process, or ``torchrun --nproc_per_node N -m gptcore.train …`` for DDP)::
 
     python -m gptcore.train --tokens tokens/v1 --out runs/r1 --preset tiny --max-steps 1000
+    python -m gptcore.train --tokens tokens/v1 --out runs/r1 --config launch.json   # {"model": {…}, "train": {…}}
 """
 from __future__ import annotations
 
@@ -501,19 +502,29 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m gptcore.train", description=__doc__.split("\n\n")[0])
     parser.add_argument("--tokens", required=True, help="tokens folder (index.json + shards)")
     parser.add_argument("--out", required=True, help="run folder: metrics.jsonl and checkpoints/")
-    parser.add_argument("--preset", required=True, help="model preset, e.g. tiny, gpt1, gpt2-small")
+    parser.add_argument("--preset", help="model preset, e.g. tiny, gpt1, gpt2-small")
+    parser.add_argument("--config", type=Path, help='JSON file {"model": GPTConfig fields, "train": TrainConfig '
+                        'fields}: the whole configuration, as the pretrain flow writes it; flags override "train"')
     parser.add_argument("--dropout", type=float, help="override the preset's dropout")
     parser.add_argument("--vocab-size", type=int, help="default: the tokens folder's vocabulary size")
     parser.add_argument("--no-resume", action="store_true", help="start over even if --out has a checkpoint")
     _add_config_flags(parser, TrainConfig)
     args = parser.parse_args(argv)
+    if (args.preset is None) == (args.config is None):
+        parser.error("give either --preset or --config")
 
-    overrides: dict[str, Any] = {"vocab_size": args.vocab_size or TokenDataset(args.tokens, "train").index.vocab_size}
-    if args.dropout is not None:
-        overrides["dropout"] = args.dropout
-    model_config = config_from_preset(args.preset, **overrides)
-    train_config = TrainConfig(**{f.name: getattr(args, f.name) for f in fields(TrainConfig)
-                                  if getattr(args, f.name) is not None})
+    flags = {f.name: getattr(args, f.name) for f in fields(TrainConfig) if getattr(args, f.name) is not None}
+    if args.config is not None:
+        config = json.loads(args.config.read_text())
+        model_config = GPTConfig(**config["model"])
+        train_config = TrainConfig(**{**config.get("train", {}), **flags})
+    else:
+        overrides: dict[str, Any] = {"vocab_size": args.vocab_size
+                                     or TokenDataset(args.tokens, "train").index.vocab_size}
+        if args.dropout is not None:
+            overrides["dropout"] = args.dropout
+        model_config = config_from_preset(args.preset, **overrides)
+        train_config = TrainConfig(**flags)
     result = train(model_config, train_config, args.tokens, args.out, resume=not args.no_resume, log=_print_metrics)
     summary = {"rank": int(os.environ.get("RANK", "0")), **asdict(result), "checkpoint": str(result.checkpoint)}
     _write_line(json.dumps(summary) + "\n")

@@ -2,6 +2,11 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -53,3 +58,58 @@ def test_generate_continues_a_prompt_with_the_runs_tokenizer(tokens_root, prefec
     text = sample_from_run(run, "Return the", max_new_tokens=20, seed=1)
     assert text.startswith("Return the") and len(text) > len("Return the")
     assert text == sample_from_run(run, "Return the", max_new_tokens=20, seed=1)
+
+
+def test_the_loss_curve_is_drawn_into_the_run_and_an_artifact(tokens_root, prefect_harness):
+    from prefect.artifacts import Artifact
+
+    run = Path(tokens_root.version_url("runs", "r1")) if "r1" in tokens_root.versions("runs") else None
+    if run is None:
+        from flows.pretrain import pretrain
+
+        run = Path(pretrain(run="r1", data_root=tokens_root.url, **TRAIN))
+    svg = (run / "loss_curve.svg").read_text()
+    assert svg.startswith("<svg") and svg.count("<polyline") == 3  # train, validation, unigram baseline
+    artifact = Artifact.get("runs-r1-loss-curve")
+    assert artifact is not None and "data:image/svg+xml;base64," in artifact.data
+
+
+def test_a_killed_pretrain_flow_resumes_to_the_losses_of_an_uninterrupted_run(tokens_root, prefect_harness):
+    from prefect.settings import PREFECT_API_URL
+
+    from flows.pretrain import pretrain
+
+    params = {**TRAIN, "max_steps": 60, "checkpoint_every": 10, "eval_every": 30}
+    whole = Path(pretrain(run="whole", data_root=tokens_root.url, **params))
+    argv = [sys.executable, "-m", "flows.cli", "run", "pretrain", "-prun=\"killed\""] + [
+        f"-p{k}={json.dumps(v)}" for k, v in params.items()]
+    env = os.environ | {"GPTFORGE_DATA": tokens_root.url, "PREFECT_API_URL": PREFECT_API_URL.value()}
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    work = Path(tokens_root.url) / "runs" / ".killed.partial"
+    deadline = time.monotonic() + 120
+    while not list(work.glob("out/checkpoints/step_000020.pt")) and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.1)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (Path(tokens_root.url) / "runs" / "killed").exists(), "the kill came too late to test resuming"
+
+    resumed = Path(pretrain(run="killed", data_root=tokens_root.url, **params))
+    losses = [(m["step"], m["loss"]) for m in _metrics(resumed)]
+    assert [step for step, _ in losses] == list(range(1, 61)), "every step once: no gap, no duplicate"
+    assert losses == [(m["step"], m["loss"]) for m in _metrics(whole)]
+    assert not work.exists()
+
+
+def test_torchrun_with_two_cpu_processes_from_the_flow(tokens_root, prefect_harness):
+    from flows.pretrain import pretrain
+
+    run = Path(pretrain(run="ddp", data_root=tokens_root.url, device="cpu", nproc_per_node=2,
+                        **{**TRAIN, "batch_size": 4}))
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert manifest["counts"]["processes"] == 2 and manifest["counts"]["step"] == 40
+    assert manifest["counts"]["val_loss"] < manifest["counts"]["unigram_entropy"]
+    assert (run / "launch.json").is_file() and (run / "torchrun.log").is_file()
+
+
+def _metrics(run: Path) -> list[dict]:
+    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
