@@ -29,7 +29,7 @@ from flows.stage import artifact_key, finish_version, resolve_version, start_ver
 from flows.store import DataRoot
 from gptcore.checkpoint import CheckpointError, latest_checkpoint, load_checkpoint
 from gptcore.data import TokenDataset
-from gptcore.model import config_from_preset
+from gptcore.model import GPTConfig, config_from_preset
 from gptcore.train import TrainConfig, read_metrics, train
 
 STAGE = "runs"
@@ -161,6 +161,7 @@ def pretrain(
     device: str = "auto",
     nproc_per_node: int = 1,
     parallel: str = "ddp",
+    init_from: str | None = None,
 ) -> str:
     """Pretrain a GPT on a tokens version (default: the newest); returns the run folder.
 
@@ -169,19 +170,32 @@ def pretrain(
     (AdamW, weight decay 0.01 on matrices, 2,000 warmup steps, max lr 2.5e-4, cosine decay). Training stops at
     ``max_steps``, ``max_tokens`` or ``max_minutes``, whichever comes first. ``nproc_per_node`` > 1 trains with
     that many processes under ``torchrun`` (one per GPU, or CPU processes with gloo); ``parallel="fsdp"`` shards the
-    model, gradients and optimizer state across them instead of replicating it (DDP).
+    model, gradients and optimizer state across them instead of replicating it (DDP). ``init_from`` names a
+    published run to continue pretraining from: its final weights and model configuration (the preset is then
+    ignored; the tokens must use the same vocabulary), with a fresh optimizer and schedule.
     """
     logger = get_run_logger()
     root = DataRoot.from_env(data_root)
     tokens = resolve_version(root, "tokens", tokens, "pretrain")
     tokens_folder = Path(root.version_url("tokens", tokens))
     vocab_size = TokenDataset(tokens_folder, "train").index.vocab_size
-    model_config = config_from_preset(preset, **{**(model or {}), "vocab_size": vocab_size})
+    init_up, init_checkpoint = None, None
+    if init_from is not None:
+        init_up = upstream_version(root, STAGE, init_from)
+        init_manifest = root.read_manifest(STAGE, init_from)
+        init_checkpoint = str(Path(root.version_url(STAGE, init_from)) / init_manifest["counts"]["checkpoint"])
+        model_config = GPTConfig(**init_manifest["parameters"]["model"])
+        if model_config.vocab_size != vocab_size:
+            raise ValueError(f"init_from run {init_from!r} has vocab_size {model_config.vocab_size} but tokens "
+                             f"{tokens!r} use {vocab_size}: continue on tokens made with the same tokenizer")
+    else:
+        model_config = config_from_preset(preset, **{**(model or {}), "vocab_size": vocab_size})
     train_config = TrainConfig(batch_size=batch_size, seq_len=seq_len, grad_accum=grad_accum, max_lr=max_lr,
                                min_lr=min_lr, warmup_steps=warmup_steps, weight_decay=weight_decay, max_steps=max_steps,
                                max_tokens=max_tokens, max_minutes=max_minutes, eval_every=eval_every,
                                eval_batches=eval_batches, checkpoint_every=checkpoint_every, precision=precision,
-                               compile=compile, seed=seed, device=device, parallel=parallel)
+                               compile=compile, seed=seed, device=device, parallel=parallel,
+                               init_from=init_checkpoint)
     tokens_up = upstream_version(root, "tokens", tokens)
     # JSON round trip: the plan is compared with the stored one when resuming (tuples come back as lists).
     parameters = json.loads(json.dumps({"tokens": tokens, "tokens_checksum": tokens_up["checksum"], "preset": preset,
@@ -206,10 +220,12 @@ def pretrain(
     checkpoint = latest_checkpoint(started.out) if loads else None
     counts = {**result, "unigram_entropy": round(baseline, 4),
               "checkpoint": str(checkpoint.relative_to(started.out)) if checkpoint else None}
-    manifest = write_manifest(started.out, STAGE, started.name, parameters, [tokens_up], counts)
+    manifest = write_manifest(started.out, STAGE, started.name, parameters,
+                              [tokens_up] + ([init_up] if init_up else []), counts)
     rows = [{"step": m["step"], "loss": m["loss"], "val_loss": m.get("val_loss"), "lr": m["lr"]}
             for m in metrics if "val_loss" in m]
-    url = finish_version(root, started, manifest, report, rows, asset_deps=[root.asset_key("tokens", tokens)],
+    deps = [root.asset_key("tokens", tokens)] + ([root.asset_key(STAGE, init_from)] if init_from else [])
+    url = finish_version(root, started, manifest, report, rows, asset_deps=deps,
                          description=f"{preset} pretraining run")
     logger.info("run %s: step %d, loss %.4f, val loss %s (unigram baseline %.4f) → %s", started.name, result["step"],
                 result["loss"] or math.nan, result["val_loss"], baseline, url)

@@ -78,6 +78,7 @@ class TrainConfig:
     seed: int = 1337
     device: str = "auto"  # "auto" = CUDA when available, else CPU; under torchrun the local rank's GPU
     parallel: str = "ddp"  # under torchrun: "ddp" replicates the model; "fsdp" shards weights, grads, AdamW state
+    init_from: str | None = None  # checkpoint whose weights start a new run (continued pretraining); fresh optimizer
 
     def __post_init__(self) -> None:
         for name in ("batch_size", "grad_accum", "eval_every", "eval_batches", "checkpoint_every"):
@@ -150,6 +151,9 @@ class _Trainer:
         torch.manual_seed(config.seed)  # same initial weights in every process
         self.model_config = model_config
         self.model = GPT(model_config).to(self.device)
+        self.checkpoint = latest_checkpoint(out_dir) if resume else None
+        if self.checkpoint is None and config.init_from:
+            self._initialize_from(Path(config.init_from))
         self.sharded = self.world > 1 and config.parallel == "fsdp"
         if self.sharded:
             _fully_shard(self.model)  # in place: parameters become shards, so the optimizer is built after this
@@ -157,7 +161,6 @@ class _Trainer:
                                            betas=config.betas, fused=self.device.type == "cuda")
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=config.precision == "fp16")
         self.step, self.tokens_seen, self.elapsed_before = 0, 0, 0.0
-        self.checkpoint = latest_checkpoint(out_dir) if resume else None
         if self.checkpoint is not None:
             self._restore(load_checkpoint(self.checkpoint))
         else:
@@ -305,6 +308,13 @@ class _Trainer:
             self.checkpoint = save_checkpoint(self.out_dir, self.step, state)
         if self.world > 1:
             dist.barrier()  # no process runs ahead of a checkpoint that is not on disk yet
+
+    def _initialize_from(self, path: Path) -> None:
+        state = load_checkpoint(path)
+        if state["model_config"] != asdict(self.model_config):
+            raise ValueError(f"init_from {path} holds a different model ({state['model_config']}) than requested "
+                             f"({asdict(self.model_config)}): continue training with the same model configuration")
+        self.model.load_state_dict(state["model"])
 
     def _restore(self, state: dict[str, Any]) -> None:
         if state["model_config"] != asdict(self.model_config):

@@ -113,3 +113,16 @@ def test_torchrun_with_two_cpu_processes_from_the_flow(tokens_root, prefect_harn
 
 def _metrics(run: Path) -> list[dict]:
     return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_init_from_continues_pretraining_from_a_published_run(tokens_root, prefect_harness):
+    from flows.pretrain import pretrain
+
+    if "r1" not in tokens_root.versions("runs"):
+        pretrain(run="r1", data_root=tokens_root.url, **TRAIN)
+    short = {**TRAIN, "max_steps": 5, "warmup_steps": 1, "eval_every": 5, "checkpoint_every": 5}
+    run = Path(pretrain(run="more", init_from="r1", data_root=tokens_root.url, **short))
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert [u["version"] for u in manifest["upstream"]] == ["k1", "r1"]
+    first_loss = _metrics(run)[0]["loss"]
+    assert first_loss < _metrics(Path(tokens_root.version_url("runs", "r1")))[0]["loss"] - 0.5

@@ -247,3 +247,15 @@ def test_command_line_trains_and_prints_a_summary(tmp_path, random_tokens, capsy
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert summary["step"] == 3 and summary["stopped_by"] == "max_steps" and summary["rank"] == 0
     assert load_checkpoint(run / "checkpoints" / "step_000003.pt")["train_config"]["betas"] == (0.9, 0.95)
+
+
+def test_init_from_starts_a_new_run_from_another_runs_weights(tmp_path, pattern_tokens):
+    first = train(tiny_model(), quick_config(max_steps=30, checkpoint_every=30), pattern_tokens, tmp_path / "a")
+    fresh = train(tiny_model(), quick_config(max_steps=2), pattern_tokens, tmp_path / "b")
+    continued = train(tiny_model(), quick_config(max_steps=2, init_from=str(first.checkpoint)), pattern_tokens,
+                      tmp_path / "c")
+    assert continued.step == 2, "a new run: its own step count and schedule"
+    assert continued.loss < fresh.loss, "it starts from the trained weights"
+    with pytest.raises(ValueError, match="different model"):
+        train(config_from_preset("tiny", vocab_size=VOCAB, block_size=SEQ, n_embd=32), quick_config(
+            init_from=str(first.checkpoint)), pattern_tokens, tmp_path / "d")
