@@ -21,10 +21,12 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from prefect import flow, task
 from prefect.logging import get_run_logger
+from prefect.task_runners import TaskRunner
 
 from data_contracts.corpus import validate_corpus
 from flows.corpus import assemble
-from flows.corpus.dedup import DedupIndex, deduplicate, write_dedup_index
+from flows.corpus.dedup import write_dedup_index
+from flows.corpus.dedup_shards import Unit, find_bucket_collisions, plan_units, read_result, resolve, write_unit_keys
 from flows.corpus.minhash import MinHashConfig, fingerprint_table
 from flows.corpus.dumps import LinkFilterConfig, filter_dump, merge_links
 from flows.corpus.fetch import FetchConfig, fetch_to_warc
@@ -35,6 +37,7 @@ from flows.corpus.textfiles import iter_text_documents
 from flows.corpus.urls import DEFAULT_BLOCKED_DOMAINS
 from flows.corpus.warc import read_warc
 from flows.lineage import input_file, upstream_version, write_manifest
+from flows.runners import check_runner, run_tasks, shard_runner
 from flows.stage import finish_version, start_version
 from flows.store import DataRoot, atomic_write_json, atomic_write_table
 
@@ -158,18 +161,38 @@ def extract_texts(work: Path, paths: list[str], split: str, config: ProcessConfi
     return _extract_unit(work, "text", "text", iter_text_documents(paths, split=split), config, minhash, workers)
 
 
-@task(name="deduplicate")
-def deduplicate_documents(root: DataRoot, work: Path, earlier: list[str], minhash: MinHashConfig) -> tuple[list[str], pa.Table]:
-    """Exact and near-duplicate removal within the version and against earlier versions; highest score wins."""
-    candidates = assemble.read_tables(assemble.unit_files(work), assemble.unit_schema(minhash.bands),
-                                      columns=["doc_id", "url", "source", "score", "input", "text_hash", "bands"])
-    if candidates.num_rows == 0:
-        return [], REJECT_SCHEMA.empty_table()
-    best_first = pc.sort_indices(candidates.append_column("rank", pc.fill_null(candidates["score"], 0)),
-                                 [("rank", "descending"), ("doc_id", "ascending")])
-    prior = DedupIndex.load([(f"{root.version_url(STAGE, v)}/{DEDUP_INDEX}", v) for v in earlier], minhash) if earlier else None
-    result = deduplicate(candidates.take(best_first), prior, minhash)
-    return result.keep, result.rejects_table()
+DEDUP_BUCKETS = 16  # bucket tasks of near-duplicate detection; the result does not depend on it
+
+
+@task(name="dedup-keys")
+def dedup_keys(unit: Unit, folder: Path, n_buckets: int, minhash: MinHashConfig) -> int:
+    """One unit's fingerprints, split by bucket (skipped when done)."""
+    write_unit_keys(unit, folder, n_buckets, minhash)
+    return unit.number
+
+
+@task(name="dedup-bucket")
+def dedup_bucket(folder: Path, bucket: int) -> str:
+    """The fingerprints of one bucket that two or more documents share."""
+    return str(find_bucket_collisions(folder, bucket))
+
+
+@task(name="dedup-resolve")
+def dedup_resolve(folder: Path, units: list[Unit], n_buckets: int, minhash: MinHashConfig) -> dict:
+    """Exact and near-duplicate decisions over the shared fingerprints only; highest score wins."""
+    return resolve(folder, units, n_buckets, minhash)
+
+
+def deduplicate_documents(runner: TaskRunner | None, root: DataRoot, work: Path, earlier: list[str],
+                          minhash: MinHashConfig) -> tuple[list[str], pa.Table]:
+    """Exact and near-duplicate removal within the version and against earlier versions (flows/corpus/dedup_shards.py)."""
+    units = plan_units([(f"{root.version_url(STAGE, v)}/{DEDUP_INDEX}", v) for v in earlier], assemble.unit_files(work))
+    folder = work / "dedup"
+    run_tasks(runner, dedup_keys, [{"unit": u, "folder": folder, "n_buckets": DEDUP_BUCKETS, "minhash": minhash}
+                                   for u in units])
+    run_tasks(runner, dedup_bucket, [{"folder": folder, "bucket": b} for b in range(DEDUP_BUCKETS)])
+    dedup_resolve(folder, units, DEDUP_BUCKETS, minhash)
+    return read_result(folder)
 
 
 def _accounting(work: Path, out: Path, filter_counts: list[dict]) -> dict:
@@ -241,6 +264,8 @@ def build_corpus(
     quality: dict | None = None,
     dedup_against_earlier: bool = True,
     workers: int | None = None,
+    task_runner: str = "local",
+    dask_address: str | None = None,
 ) -> str:
     """Build a corpus version from any mix of Pushshift dumps, WARC files and text files; returns its folder URL.
 
@@ -248,7 +273,10 @@ def build_corpus(
     (Wikipedia, image/video hosts, Reddit); ``extra_blocked_domains`` adds to it. ``allow_hosts`` lets the fetcher reach
     private or loopback hosts (off by default). ``max_links`` keeps the highest-scored links for a trial run.
     ``quality`` overrides fields of ``flows.corpus.quality.QualityConfig`` (the Gopher/C4 filter limits).
+    ``task_runner="dask"`` runs the fetch, extraction and dedup shards as tasks on a Dask cluster (``dask_address``,
+    or a temporary local one of ``workers`` processes) with the same result (see ``flows/runners.py``).
     """
+    check_runner(task_runner, dask_address)
     logger = get_run_logger()
     dumps, warcs, texts = list(dumps or []), list(warcs or []), list(texts or [])
     if not (dumps or warcs or texts):
@@ -280,21 +308,23 @@ def build_corpus(
     version, work, earlier = started.name, started.work, started.plan["earlier_versions"]
     logger.info("building corpus %s in %s (dedup against earlier versions: %s)", version, work, earlier or "none")
 
-    filter_counts, n_links = [], 0
-    if dumps:
-        filter_counts = [filter_links(i, d, work, link_config) for i, d in enumerate(dumps)]
-        n_links = merge_link_tables(work, dumps, max_links)
-        shards = range((n_links + shard_size - 1) // shard_size)
-        for shard in shards:
-            fetch_shard(work, shard, shard_size, fetch_config)
-        for shard in shards:
-            extract_fetched(work, shard, shard_size, process_config, minhash, workers)
-    for i, path in enumerate(warcs):
-        extract_warc(work, i, path, process_config, minhash, workers)
-    if texts:
-        extract_texts(work, texts, text_split, process_config, minhash, workers)
-
-    keep, dedup_rejects = deduplicate_documents(root, work, earlier, minhash)
+    with shard_runner(task_runner, dask_address, work, workers) as runner:
+        # On Dask every shard task is one worker process; locally each uses a process pool over the cores.
+        per_task = 1 if runner is not None else workers
+        filter_counts, n_links = [], 0
+        if dumps:
+            filter_counts = [filter_links(i, d, work, link_config) for i, d in enumerate(dumps)]
+            n_links = merge_link_tables(work, dumps, max_links)
+            shards = range((n_links + shard_size - 1) // shard_size)
+            common = {"work": work, "shard_size": shard_size}
+            run_tasks(runner, fetch_shard, [{**common, "shard": s, "config": fetch_config} for s in shards])
+            run_tasks(runner, extract_fetched, [{**common, "shard": s, "config": process_config, "minhash": minhash,
+                                                 "workers": per_task} for s in shards])
+        run_tasks(runner, extract_warc, [{"work": work, "index": i, "path": path, "config": process_config,
+                                          "minhash": minhash, "workers": per_task} for i, path in enumerate(warcs)])
+        if texts:
+            extract_texts(work, texts, text_split, process_config, minhash, workers)
+        keep, dedup_rejects = deduplicate_documents(runner, root, work, earlier, minhash)
     out = started.out
     counts = assemble.write_version_folder(work, out, keep, dedup_rejects)
     kept = assemble.read_tables(assemble.unit_files(work), assemble.unit_schema(minhash.bands), columns=["doc_id", "text_hash", "bands"])

@@ -42,9 +42,7 @@ def start_version(root: DataRoot, stage: str, requested: str | None, parameters:
     """
     name = requested
     if name is None:
-        base = root.local_path / stage
-        started = sorted(base.glob(".*.partial")) if root.is_local and base.exists() else []
-        same = [p for p in started if (p / "plan.json").exists()
+        same = [p for p in root.partial_versions(stage) if (p / "plan.json").exists()
                 and json.loads((p / "plan.json").read_text())["parameters"] == parameters]
         name = same[0].name[1:-len(".partial")] if same else root.next_version(stage)
     if root.exists(stage, name):

@@ -3,7 +3,8 @@
 A stage builds its output in a local *work folder* (resumable: per-shard files written atomically survive a
 crash), then publishes it under ``<root>/<stage>/<version>/`` in one step. A published version is never modified.
 The data root is an fsspec URL (``GPTFORGE_DATA``, default ``./data``); on a local filesystem publishing is a
-rename, elsewhere (s3://, gs://, …) the work folder lives in a local cache and is uploaded, manifest last.
+rename, elsewhere (s3://, gs://, …) the work folder lives in a local cache (``GPTFORGE_CACHE``) and is uploaded,
+manifest last. Readers that need local files get a published version through ``DataRoot.local_version``.
 """
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ import pyarrow.parquet as pq
 from gptcore.files import atomic_write_bytes, sha256_file  # noqa: F401  (re-exported for the flows)
 
 DATA_ENV = "GPTFORGE_DATA"
+CACHE_ENV = "GPTFORGE_CACHE"
 MANIFEST = "manifest.json"
 VERSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
@@ -126,20 +128,64 @@ class DataRoot:
     def next_version(self, stage: str) -> str:
         """``v0001``, ``v0002``, … counting published and in-progress versions."""
         numbers = [int(v[1:]) for v in self.versions(stage) if re.fullmatch(r"v\d+", v)]
-        if self.is_local:
-            work = self.local_path / stage
-            numbers += [int(m.group(1)) for p in (work.glob(".v*.partial") if work.exists() else [])
-                        if (m := re.fullmatch(r"\.v(\d+)\.partial", p.name))]
+        numbers += [int(m.group(1)) for p in self.partial_versions(stage)
+                    if (m := re.fullmatch(r"\.v(\d+)\.partial", p.name))]
         return f"v{max(numbers, default=0) + 1:04d}"
+
+    def _cache(self) -> Path:
+        """This root's folder in the local cache (object-store roots only): work folders and downloaded versions."""
+        cache = Path(os.environ.get(CACHE_ENV, Path.home() / ".cache" / "gptforge"))
+        return cache / hashlib.sha256(self.url.encode()).hexdigest()[:12]
+
+    def _work_base(self, stage: str) -> Path:
+        return self.local_path / stage if self.is_local else self._cache() / stage
+
+    def partial_versions(self, stage: str) -> list[Path]:
+        """Work folders of versions started but not published (``.<version>.partial``), by name."""
+        base = self._work_base(stage)
+        return sorted(base.glob(".*.partial")) if base.exists() else []
 
     def work_dir(self, stage: str, version: str) -> Path:
         """Local, persistent staging folder of an unfinished version (kept across crashes for resuming)."""
         if not VERSION_RE.match(version):
             raise StoreError(f"version {version!r} is not a valid folder name: use letters, digits, '.', '_', '-'")
+        return self._work_base(stage) / f".{version}.partial"
+
+    def local_version(self, stage: str, version: str) -> Path:
+        """A published version as a local folder, for readers that need files (memory maps, Parquet globs).
+
+        On a local root this is the version folder itself. On an object store the version is downloaded once into
+        the local cache (``GPTFORGE_CACHE``), under a name that includes its manifest checksum, every file checked
+        against the manifest's size and sha256; later calls reuse it. Only the files the manifest lists are fetched.
+        """
         if self.is_local:
-            return self.local_path / stage / f".{version}.partial"
-        cache = Path(os.environ.get("GPTFORGE_CACHE", Path.home() / ".cache" / "gptforge"))
-        return cache / hashlib.sha256(self.url.encode()).hexdigest()[:12] / stage / f".{version}.partial"
+            folder = self.local_path / stage / version
+            if not (folder / MANIFEST).is_file():
+                self.read_manifest(stage, version)  # raises with the list of published versions
+            return folder
+        manifest = self.read_manifest(stage, version)
+        folder = self._cache() / "versions" / stage / f"{version}-{manifest['checksum'][:16]}"
+        if (folder / MANIFEST).is_file():
+            return folder
+        partial = folder.with_name(f".{folder.name}.download-{os.getpid()}")
+        shutil.rmtree(partial, ignore_errors=True)
+        names = sorted(manifest["outputs"])
+        remote = self.version_url(stage, version)
+        for name in names:
+            (partial / name).parent.mkdir(parents=True, exist_ok=True)
+        self.fs.get([f"{remote}/{name}" for name in names], [str(partial / name) for name in names])
+        for name in names:
+            entry, path = manifest["outputs"][name], partial / name
+            if path.stat().st_size != entry["bytes"] or sha256_file(path) != entry["sha256"]:
+                shutil.rmtree(partial, ignore_errors=True)
+                raise StoreError(f"{remote}/{name} does not match its manifest (size or sha256): the published "
+                                 f"{stage} version {version!r} was modified or damaged in the store; rebuild it")
+        atomic_write_json(partial / MANIFEST, manifest)
+        try:
+            os.replace(partial, folder)
+        except OSError:  # another process finished the same download first
+            shutil.rmtree(partial, ignore_errors=True)
+        return folder
 
     def publish(self, stage: str, version: str, work: Path) -> str:
         """Make a finished work folder the immutable version folder (manifest.json must be in it)."""
@@ -151,14 +197,16 @@ class DataRoot:
         target = self.version_url(stage, version)
         if self.is_local:
             os.replace(work, target)
-        else:
-            staging = f"{self.url}/{stage}/.{version}.uploading"
-            files = sorted(p for p in work.rglob("*") if p.is_file() and p.name != MANIFEST)
-            for p in files:
-                self.fs.put_file(str(p), f"{staging}/{p.relative_to(work).as_posix()}")
-            self.fs.mv(staging, target, recursive=True)
-            self.fs.put_file(str(work / MANIFEST), f"{target}/{MANIFEST}")  # manifest last: marks it complete
-            shutil.rmtree(work)
+            return target
+        # The files the manifest lists are uploaded under their final names, the manifest last: readers only see
+        # versions that have a manifest, so a killed upload leaves nothing visible. Its leftovers are removed first.
+        if self.fs.exists(target):
+            self.fs.rm(target, recursive=True)
+        names = sorted(json.loads((work / MANIFEST).read_text())["outputs"])  # bookkeeping files stay behind
+        self.fs.put([str(work / name) for name in names], [f"{target}/{name}" for name in names])
+        self.fs.put_file(str(work / MANIFEST), f"{target}/{MANIFEST}")
+        self.fs.invalidate_cache()
+        shutil.rmtree(work)
         return target
 
 

@@ -23,6 +23,7 @@ from prefect.logging import get_run_logger
 from data_contracts.tokens import validate_tokens
 from flows.corpus.records import REJECT_SCHEMA, reject
 from flows.lineage import upstream_version, write_manifest
+from flows.runners import check_runner, run_tasks, shard_runner
 from flows.stage import finish_version, resolve_version, start_version
 from flows.store import DataRoot, atomic_write_table
 from gptcore.encoding import Encoder, load_encoder
@@ -31,7 +32,7 @@ from gptcore.shards import ShardStats, ShardTask, SplitRule, plan_shards, tokeni
 STAGE = "tokens"
 MIN_SHARD_CHARS = 10_000_000  # below this a shard's fixed costs (process start, encoder load) dominate
 
-_encoder = None  # one per worker process
+_encoder = None  # one per worker process (process pool initializer or, on Dask, the first shard of a tokenizer)
 
 
 class _SingleThreaded:
@@ -39,6 +40,7 @@ class _SingleThreaded:
 
     def __init__(self, encoder: Encoder):
         self.encoder, self.eot_id, self.vocab_size = encoder, encoder.eot_id, encoder.vocab_size
+        self.source = ""
 
     def encode_batch(self, texts: list[str]) -> list[list[int]]:
         return self.encoder.encode_batch(texts, num_threads=1)
@@ -46,7 +48,9 @@ class _SingleThreaded:
 
 def _load_worker_encoder(tokenizer_json: str) -> None:
     global _encoder
-    _encoder = _SingleThreaded(load_encoder(tokenizer_json))
+    if _encoder is None or _encoder.source != tokenizer_json:
+        _encoder = _SingleThreaded(load_encoder(tokenizer_json))
+        _encoder.source = tokenizer_json
 
 
 def _encode_shard(shard: ShardTask) -> ShardStats:
@@ -64,6 +68,13 @@ def encode_shards(shards: list[ShardTask], tokenizer_json: str, workers: int) ->
         return list(pool.map(_encode_shard, shards))
 
 
+@task(name="encode-shard")
+def encode_shard(shard: ShardTask, tokenizer_json: str) -> ShardStats:
+    """One shard on a Dask worker (the worker process keeps the encoder for the next shard)."""
+    _load_worker_encoder(tokenizer_json)
+    return _encode_shard(shard)
+
+
 @flow(name="tokenize", log_prints=True)
 def tokenize(
     corpus: str | None = None,
@@ -75,6 +86,8 @@ def tokenize(
     min_shards: int = 16,
     max_documents_per_shard: int | None = None,
     workers: int | None = None,
+    task_runner: str = "local",
+    dask_address: str | None = None,
 ) -> str:
     """Tokenize a corpus version (default: the newest) with a tokenizer version (default: the newest).
 
@@ -83,7 +96,10 @@ def tokenize(
     per GPT-2 token); a corpus smaller than ``min_shards`` such shards gets smaller ones (not below 10M characters)
     so every core has work. Boundaries depend only on the corpus and these parameters, never on ``workers``.
     Shards are flat ``uint16`` (``uint32`` above 65,535 ids) with end-of-text before each document.
+    ``task_runner="dask"`` encodes one task per shard on a Dask cluster (``dask_address``, or a temporary local one
+    of ``workers`` processes): the same shards, byte for byte (see ``flows/runners.py`` for what a cluster needs).
     """
+    check_runner(task_runner, dask_address)
     logger = get_run_logger()
     root = DataRoot.from_env(data_root)
     corpus = resolve_version(root, "corpus", corpus, "tokenize")
@@ -101,16 +117,21 @@ def tokenize(
     started = start_version(root, STAGE, version, parameters)
     out = started.out
     out.mkdir(parents=True, exist_ok=True)
-    corpus_files = sorted(Path(root.version_url("corpus", corpus)).glob("data/*.parquet"))
+    corpus_files = sorted(root.local_version("corpus", corpus).glob("data/*.parquet"))
     total_chars = sum(pc.sum(pq.read_table(f, columns=["n_chars"])["n_chars"]).as_py() or 0 for f in corpus_files)
     target = min(shard_chars, max(MIN_SHARD_CHARS, total_chars // max(min_shards, 1)))
     shards = plan_shards(corpus_files, out, validation_fraction=validation_fraction,
                          target_chars_per_shard=target, max_documents_per_shard=max_documents_per_shard)
-    tokenizer_json = f"{root.version_url('tokenizer', tokenizer)}/tokenizer.json"
+    tokenizer_json = str(root.local_version("tokenizer", tokenizer) / "tokenizer.json")
     encoder = load_encoder(tokenizer_json)
     logger.info("tokenizing corpus %s with tokenizer %s (%s encoder%s) into %d shards",
                 corpus, tokenizer, encoder.kind, f", {encoder.fallback_reason}" if encoder.fallback_reason else "", len(shards))
-    stats = encode_shards(shards, tokenizer_json, workers or os.cpu_count() or 1)
+    workers = workers or os.cpu_count() or 1
+    if task_runner == "local":
+        stats = encode_shards(shards, tokenizer_json, workers)
+    else:
+        with shard_runner(task_runner, dask_address, started.work, workers) as runner:
+            stats = run_tasks(runner, encode_shard, [{"shard": s, "tokenizer_json": tokenizer_json} for s in shards])
 
     write_index(out, vocab_size=encoder.vocab_size, eot_id=encoder.eot_id,
                 tokenizer_sha256=tokenizer_manifest["outputs"]["tokenizer.json"]["sha256"],

@@ -87,7 +87,7 @@ def train_tokenizer(
                   "special_tokens": special_tokens, "sample_bytes": sample_bytes, "heldout_bytes": heldout_bytes,
                   "holdout_fraction": holdout_fraction, "min_frequency": min_frequency}
     started = start_version(root, STAGE, version, parameters)
-    files = sorted(Path(root.version_url("corpus", corpus)).glob("data/*.parquet"))
+    files = sorted(root.local_version("corpus", corpus).glob("data/*.parquet"))
     sample = train(files, style, vocab_size, merges, special_tokens, sample_bytes, holdout_fraction, min_frequency, started.out)
     checked = check(started.out / "tokenizer.json", files, style, heldout_bytes, holdout_fraction)
     # GPT-2 style asks for an exact vocabulary size; GPT-1 style for an exact number of merges on top of the

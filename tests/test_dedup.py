@@ -250,3 +250,44 @@ def test_loading_an_index_written_with_another_minhash_config_is_refused(tmp_pat
 def test_an_empty_index_and_no_candidates_give_an_empty_result():
     result = deduplicate(fingerprints({}), DedupIndex.empty(CONFIG), CONFIG)
     assert result.keep == [] and result.rejects == []
+
+
+# --- sharded dedup (signatures per unit, buckets, decisions over the shared keys only) ---------------------------
+
+
+def test_sharded_dedup_over_units_and_buckets_equals_deduplicate_on_the_whole_table(tmp_path):
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    from flows.corpus import dedup_shards
+
+    rng = random.Random(7)
+    originals = [make_document(i) for i in range(40)]
+    texts = {f"d{i:03d}": rng.choice([text, text.upper(), text + " one more closing line here"]) for i, text in
+             enumerate(originals * 2)}
+    table = fingerprints(texts)
+    table = table.append_column("score", pa.array([rng.randint(0, 5) for _ in range(table.num_rows)], pa.int64()))
+    for name in ("url", "source", "input"):
+        table = table.append_column(name, pa.array([f"{name}-{d}" for d in texts]))
+    prior_path = write_version_index(tmp_path, "v1", {"old": originals[3], "older": originals[5]})
+    units = []
+    for i, start in enumerate(range(0, table.num_rows, 25)):  # four extraction units
+        path = tmp_path / f"unit-{i}.parquet"
+        pq.write_table(table.slice(start, 25), path)
+        units.append(path)
+
+    plan = dedup_shards.plan_units([(prior_path, "v1")], units)
+    folder = tmp_path / "dedup"
+    for unit in plan:
+        dedup_shards.write_unit_keys(unit, folder, 3, CONFIG)
+    for bucket in range(3):
+        dedup_shards.find_bucket_collisions(folder, bucket)
+    dedup_shards.resolve(folder, plan, 3, CONFIG)
+    keep, rejects = dedup_shards.read_result(folder)
+
+    best_first = table.take(pc.sort_indices(table, [("score", "descending"), ("doc_id", "ascending")]))
+    expected = deduplicate(best_first, DedupIndex.load([(prior_path, "v1")], CONFIG), CONFIG)
+    assert sorted(keep) == sorted(expected.keep)
+    assert rejects.to_pylist() == expected.rejects
+    assert {row["reason"] for row in expected.rejects} == {"exact_duplicate", "near_duplicate"}
+    assert any("of corpus version v1" in row["detail"] for row in expected.rejects)

@@ -11,6 +11,7 @@ share little), and gives the same result for the same input order. The fingerpri
 """
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -28,7 +29,9 @@ EXACT_DUPLICATE = "exact_duplicate"
 NEAR_DUPLICATE = "near_duplicate"
 _INDEX_VERSION_KEY = b"gptforge.dedup_index.version"
 
-__all__ = ["DedupIndex", "DedupResult", "deduplicate", "write_dedup_index"]
+__all__ = ["Collisions", "DedupIndex", "DedupResult", "Dropped", "FingerprintKeys", "collisions", "deduplicate",
+           "band_matrix", "detail_of", "fingerprint_keys", "read_index_file", "reason_of", "settle",
+           "write_dedup_index"]
 
 
 @dataclass(slots=True)
@@ -51,9 +54,9 @@ def deduplicate(candidates: pa.Table, prior: DedupIndex | None = None, config: M
     (`near_duplicate`) equals that of a document kept before it or kept by an earlier version in `prior`; the
     reject's detail names that document (and its corpus version). Every candidate ends in exactly one of the two.
 
-    Cost: a hash-encoding pass per fingerprint column over prior + candidates (vectorized), then a Python loop only
-    over candidates that share a fingerprint with an earlier row (≈4 s and ≈0.5 GB of working memory per million
-    rows on one core).
+    This is the in-memory form of the sharded pipeline in `flows.corpus.dedup_shards` (the same `collisions` and
+    `settle`, with one bucket): a sort per fingerprint column, then a Python loop only over rows that share a
+    fingerprint with another row.
     """
     missing = {"doc_id", "text_hash", "bands"} - set(candidates.column_names)
     if missing:
@@ -65,39 +68,157 @@ def deduplicate(candidates: pa.Table, prior: DedupIndex | None = None, config: M
     if n_candidates and candidates.column("text_hash").null_count:
         raise ValueError("deduplicate: candidates have null text_hash values; compute one per document with text_hash()")
 
-    # Rows 0..n_prior-1 are the earlier versions' documents (all kept), then the candidates in priority order.
-    groups = _fingerprint_groups(
+    # Rows 0..n_prior-1 are the earlier versions' documents (all kept), then the candidates in priority order: a
+    # row's index is both its member id and its rank.
+    keys = fingerprint_keys(
         pa.concat_arrays([_string_array(prior.table, "text_hash"), _string_array(candidates, "text_hash")]),
-        np.concatenate(
-            [
-                _band_matrix(prior.table.column("bands"), config, what="prior dedup index"),
-                _band_matrix(candidates.column("bands"), config, what="deduplicate candidates"),
-            ]
-        ),
+        np.concatenate([band_matrix(prior.table.column("bands"), config, what="prior dedup index"),
+                        band_matrix(candidates.column("bands"), config, what="deduplicate candidates")]),
     )
-    owner, kept = _initial_owners(groups, n_prior)
+    found = collisions(keys.column, keys.hi, keys.lo, keys.row)
+    dropped = settle(found, rank=found.member, n_prior=n_prior)
     doc_ids = candidates.column("doc_id").to_pylist()
     describe = _KeptDocNamer(prior, doc_ids)
-    dropped: list[tuple[int, str, str]] = []  # (candidate, reason, detail), in candidate order
-    for candidate in np.flatnonzero(~kept).tolist():
-        row = n_prior + candidate
-        row_groups = groups[row]
+    rows = [(rank - n_prior, reason_of(column), detail_of(column, describe(owner)))
+            for rank, column, owner in dropped.rows()]
+    is_dropped = np.zeros(n_candidates, dtype=bool)
+    is_dropped[dropped.rank - n_prior] = True
+    return DedupResult(
+        keep=[doc_ids[candidate] for candidate in np.flatnonzero(~is_dropped).tolist()],
+        rejects=_reject_rows(candidates, doc_ids, rows),
+    )
+
+
+def reason_of(column: int) -> str:
+    """The reject reason of a row dropped on fingerprint `column` (0 is the text hash, 1.. the bands)."""
+    return EXACT_DUPLICATE if column == 0 else NEAR_DUPLICATE
+
+
+def detail_of(column: int, kept_doc: str) -> str:
+    if column == 0:
+        return f"same normalized text as {kept_doc}"
+    return f"near duplicate of {kept_doc} (shares MinHash LSH band {column - 1})"
+
+
+@dataclass(frozen=True, slots=True)
+class FingerprintKeys:
+    """Every fingerprint of every row as one entry: column 0 is the text hash, 1.. the bands. A key is 128 bits
+    (`hi`, `lo`; band keys have lo = 0); `row` is the row's position in the input."""
+
+    column: np.ndarray  # int16
+    hi: np.ndarray  # uint64
+    lo: np.ndarray  # uint64
+    row: np.ndarray  # int64
+
+
+def fingerprint_keys(text_hashes: pa.Array | pa.ChunkedArray, band_keys: np.ndarray) -> FingerprintKeys:
+    """The (column, key) entries of rows given their text hashes and (n, bands) band keys, column-major."""
+    n, bands = band_keys.shape
+    text_hi, text_lo = _text_hash_keys(text_hashes)
+    return FingerprintKeys(
+        column=np.repeat(np.arange(bands + 1, dtype=np.int16), n),
+        hi=np.concatenate([text_hi, np.ascontiguousarray(band_keys.T).reshape(-1)]),
+        lo=np.concatenate([text_lo, np.zeros(n * bands, dtype=np.uint64)]),
+        row=np.tile(np.arange(n, dtype=np.int64), bands + 1),
+    )
+
+
+def _text_hash_keys(text_hashes: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
+    """128-bit keys of text hashes: the 32-hex blake2b-128 digests `text_hash` writes are decoded as they are; any
+    other string is hashed first (callers may bring their own exact-duplicate keys)."""
+    values = text_hashes.to_pylist()
+    raw = None
+    if all(len(v) == 32 for v in values):
+        try:
+            raw = bytes.fromhex("".join(values))
+        except ValueError:
+            pass
+    if raw is None:
+        raw = b"".join(hashlib.blake2b(v.encode("utf-8", "surrogatepass"), digest_size=16).digest() for v in values)
+    pairs = np.frombuffer(raw, dtype=">u8").astype(np.uint64).reshape(-1, 2)
+    return pairs[:, 0].copy(), pairs[:, 1].copy()
+
+
+@dataclass(frozen=True, slots=True)
+class Collisions:
+    """Entries whose (column, key) is shared by at least two members: `group` numbers each shared key (distinct
+    within one `Collisions`), `member` is the row that has it."""
+
+    column: np.ndarray  # int16
+    group: np.ndarray  # int64
+    member: np.ndarray  # int64
+
+    @classmethod
+    def concat(cls, parts: Sequence[Collisions]) -> Collisions:
+        """Collisions of disjoint key sets (columns, buckets) as one, renumbering groups so they stay distinct."""
+        offset, groups = 0, []
+        for part in parts:
+            groups.append(part.group + offset)
+            offset += int(part.group.max(initial=-1)) + 1
+        return cls(np.concatenate([p.column for p in parts] + [np.empty(0, np.int16)]),
+                   np.concatenate(groups + [np.empty(0, np.int64)]),
+                   np.concatenate([p.member for p in parts] + [np.empty(0, np.int64)]))
+
+
+def collisions(column: np.ndarray, hi: np.ndarray, lo: np.ndarray, member: np.ndarray) -> Collisions:
+    """The entries that share their (column, key) with another entry, found with one sort per column.
+
+    Most documents share nothing, so the result is much smaller than the input, and it is all `settle` needs.
+    """
+    parts = []
+    for c in np.unique(column):
+        at = np.flatnonzero(column == c)
+        key_hi, key_lo = hi[at], lo[at]
+        order = np.lexsort((key_lo, key_hi)) if key_lo.any() else np.argsort(key_hi, kind="stable")
+        key_hi, key_lo = key_hi[order], key_lo[order]
+        starts = np.ones(order.size, dtype=bool)
+        starts[1:] = (key_hi[1:] != key_hi[:-1]) | (key_lo[1:] != key_lo[:-1])
+        group = np.cumsum(starts) - 1
+        shared = np.bincount(group)[group] >= 2
+        parts.append(Collisions(np.full(int(shared.sum()), c, dtype=np.int16), group[shared],
+                                member[at][order][shared]))
+    return Collisions.concat(parts)
+
+
+@dataclass(frozen=True, slots=True)
+class Dropped:
+    """Dropped rows by ascending rank, the fingerprint column that decided each, and the rank of the kept owner."""
+
+    rank: np.ndarray
+    column: np.ndarray
+    owner: np.ndarray
+
+    def rows(self) -> list[tuple[int, int, int]]:
+        return list(zip(self.rank.tolist(), self.column.tolist(), self.owner.tolist()))
+
+
+def settle(found: Collisions, rank: np.ndarray, n_prior: int) -> Dropped:
+    """Decide, in rank order, which colliding rows are dropped.
+
+    A row is dropped when one of its shared keys is already owned by a kept row (the first such column decides:
+    text hash before bands, band 0 before band 1); otherwise it is kept and owns all its keys. Ranks below `n_prior`
+    are earlier versions' documents: always kept, owning the keys nobody owns yet. `rank[i]` is the priority of
+    `found.member[i]` (lower first). Rows that collide with nothing are kept and never reach this function, so the
+    loop runs only over the (few) documents that share a fingerprint.
+    """
+    order = np.lexsort((found.column, rank))
+    ranks, columns, groups = rank[order], found.column[order], found.group[order]
+    owner = np.full(int(groups.max(initial=-1)) + 1, -1, dtype=np.int64)
+    starts = np.flatnonzero(np.diff(ranks, prepend=-1))
+    dropped: list[tuple[int, int, int]] = []
+    for start, stop in zip(starts.tolist(), np.append(starts[1:], ranks.size).tolist()):
+        row, row_groups = int(ranks[start]), groups[start:stop]
         row_owners = owner[row_groups]
+        if row < n_prior:
+            owner[row_groups[row_owners < 0]] = row
+            continue
         taken = np.flatnonzero(row_owners >= 0)
         if taken.size == 0:
             owner[row_groups] = row
-            kept[candidate] = True
-            continue
-        column = int(taken[0])  # column 0 is the text hash, 1.. the bands: exact beats near
-        kept_doc = describe(int(row_owners[column]))
-        if column == 0:
-            dropped.append((candidate, EXACT_DUPLICATE, f"same normalized text as {kept_doc}"))
         else:
-            dropped.append((candidate, NEAR_DUPLICATE, f"near duplicate of {kept_doc} (shares MinHash LSH band {column - 1})"))
-    return DedupResult(
-        keep=[doc_ids[candidate] for candidate in np.flatnonzero(kept).tolist()],
-        rejects=_reject_rows(candidates, doc_ids, dropped),
-    )
+            dropped.append((row, int(columns[start + taken[0]]), int(row_owners[taken[0]])))
+    as_array = np.array(dropped, dtype=np.int64).reshape(-1, 3)
+    return Dropped(as_array[:, 0], as_array[:, 1], as_array[:, 2])
 
 
 class _KeptDocNamer:
@@ -141,37 +262,6 @@ def _string_array(table: pa.Table, name: str) -> pa.Array:
     return pa.concat_arrays(column.chunks) if column.num_chunks else pa.array([], pa.string())
 
 
-def _fingerprint_groups(text_hashes: pa.Array, band_matrix: np.ndarray) -> np.ndarray:
-    """(rows, 1 + bands) int64: for each row, a group id per fingerprint column (text hash, then each band), unique
-    across columns, so that two rows share a group exactly when they share that column's value."""
-    columns = [text_hashes, *(pa.array(band_matrix[:, band]) for band in range(band_matrix.shape[1]))]
-    groups = np.empty((len(text_hashes), len(columns)), dtype=np.int64)
-    offset = 0
-    for index, column in enumerate(columns):
-        encoded = pc.dictionary_encode(column)
-        groups[:, index] = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64) + offset
-        offset += len(encoded.dictionary)
-    return groups
-
-
-def _initial_owners(groups: np.ndarray, n_prior: int) -> tuple[np.ndarray, np.ndarray]:
-    """Owner row of each group before the sequential pass (-1: none yet), and which candidates are already kept.
-
-    A group's owner is the row that was kept first among its members. Known up front: the first prior row of a
-    group (prior rows are all kept), and any candidate that is the first row of *every* one of its groups (nothing
-    earlier can collide with it, so it is kept; most documents are such singletons). The remaining candidates are
-    decided in order by `deduplicate`, and can only find owners among earlier rows, which are settled by then.
-    """
-    n_rows, n_groups = groups.shape[0], int(groups.max(initial=-1)) + 1
-    rows = np.arange(n_rows)
-    first_row = np.full(n_groups, n_rows, dtype=np.int64)
-    np.minimum.at(first_row, groups.ravel(), np.repeat(rows, groups.shape[1]))
-    first_everywhere = (first_row[groups] == rows[:, None]).all(axis=1)
-    settled = first_everywhere | (rows < n_prior)
-    owner = np.where(settled[first_row], first_row, -1)  # every group has a member, so first_row < n_rows
-    return owner, first_everywhere[n_prior:].copy()
-
-
 class DedupIndex:
     """Text hashes and band keys of the documents kept by earlier corpus versions, to deduplicate a new one against.
 
@@ -191,7 +281,7 @@ class DedupIndex:
         Refuses a file written for another version than the one it is paired with, or with another MinHash config:
         band keys made with different parameters never collide, so deduplicating against them would do nothing.
         """
-        tables = [_read_index_file(path, version, config) for path, version in paths_with_versions]
+        tables = [read_index_file(path, version, config) for path, version in paths_with_versions]
         if not tables:
             return cls.empty(config)
         return cls(pa.concat_tables(tables), config)
@@ -223,23 +313,25 @@ def write_dedup_index(
 
     `bands` is an (n, config.bands) uint64 array or the `bands` column of a fingerprint table.
     """
-    band_matrix = _band_matrix(bands, config, what=f"bands for dedup index {path}")
-    if not (len(doc_ids) == len(text_hashes) == band_matrix.shape[0]):
+    matrix = band_matrix(bands, config, what=f"bands for dedup index {path}")
+    if not (len(doc_ids) == len(text_hashes) == matrix.shape[0]):
         raise ValueError(
             f"write_dedup_index {path}: {len(doc_ids)} doc_ids, {len(text_hashes)} text_hashes and "
-            f"{band_matrix.shape[0]} band rows; pass one of each per kept document"
+            f"{matrix.shape[0]} band rows; pass one of each per kept document"
         )
     metadata = {_INDEX_VERSION_KEY: version.encode()} | {k.encode(): v.encode() for k, v in config.as_metadata().items()}
     schema = _index_schema(config).with_metadata(metadata)
     table = pa.table(
-        [pa.array(doc_ids, pa.string()), pa.array(text_hashes, pa.string()), bands_to_arrow(band_matrix)], schema=schema
+        [pa.array(doc_ids, pa.string()), pa.array(text_hashes, pa.string()), bands_to_arrow(matrix)], schema=schema
     )
     with fsspec.open(path, "wb") as out:
         pq.write_table(table, out, compression="zstd")
     return path
 
 
-def _read_index_file(path: str, version: str, config: MinHashConfig) -> pa.Table:
+def read_index_file(path: str, version: str, config: MinHashConfig) -> pa.Table:
+    """An earlier version's index file (path or fsspec URL) with a `version` column, refused unless it was written
+    for that version with this MinHash config."""
     with fsspec.open(path, "rb") as source:
         table = pq.read_table(source)
     metadata = table.schema.metadata or {}
@@ -259,7 +351,7 @@ def _read_index_file(path: str, version: str, config: MinHashConfig) -> pa.Table
     return table.append_column("version", pa.array([version] * table.num_rows, pa.string()))
 
 
-def _band_matrix(bands: np.ndarray | pa.Array | pa.ChunkedArray, config: MinHashConfig, what: str) -> np.ndarray:
+def band_matrix(bands: np.ndarray | pa.Array | pa.ChunkedArray, config: MinHashConfig, what: str) -> np.ndarray:
     """Band keys as a contiguous (n, config.bands) uint64 matrix, from NumPy or an Arrow list column."""
     if isinstance(bands, np.ndarray):
         matrix = np.asarray(bands, dtype=np.uint64)

@@ -1,0 +1,113 @@
+"""The same flows on a real Dask cluster (a `distributed.LocalCluster` of 2 worker processes): identical outputs."""
+from __future__ import annotations
+
+import html
+import io
+import json
+import pydoc
+from pathlib import Path
+
+import pytest
+from warcio.statusandheaders import StatusAndHeaders
+from warcio.warcwriter import WARCWriter
+
+from flows.runners import check_runner
+from flows.store import DataRoot
+from tests.test_tokenizer_flows import MODULES, publish_corpus
+
+
+@pytest.fixture(scope="module")
+def dask_address():
+    from distributed import LocalCluster
+
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        yield cluster.scheduler_address
+
+
+def page(text: str) -> bytes:
+    paragraphs = "".join(f"<p>{html.escape(p)}</p>" for p in text.split("\n\n") if p.strip())
+    return f"<html><head><title>doc</title></head><body><article>{paragraphs}</article></body></html>".encode()
+
+
+def write_warc(path: Path, pages: dict[str, bytes]) -> Path:
+    with open(path, "wb") as file:
+        writer = WARCWriter(file, gzip=True)
+        for url, body in pages.items():
+            headers = StatusAndHeaders("200 OK", [("Content-Type", "text/html; charset=utf-8")], protocol="HTTP/1.1")
+            writer.write_record(writer.create_warc_record(url, "response", payload=io.BytesIO(body), http_headers=headers))
+    return path
+
+
+@pytest.fixture(scope="module")
+def warcs(tmp_path_factory) -> list[str]:
+    """Two WARC files of pydoc pages, with exact and near duplicates within and across the files."""
+    folder = tmp_path_factory.mktemp("warcs")
+    texts = {name: pydoc.render_doc(name, renderer=pydoc.plaintext)[:6000] for name in MODULES[:8]}
+    first = {f"https://docs.example/{name}": page(text) for name, text in list(texts.items())[:5]}
+    second = {f"https://mirror.example/{name}": page(text) for name, text in list(texts.items())[3:]}
+    second["https://mirror.example/json-copy"] = page(texts["csv"].replace("CSV", "Csv", 3) + "\n\nShare this page.")
+    return [str(write_warc(folder / "a.warc.gz", first)), str(write_warc(folder / "b.warc.gz", second))]
+
+
+# pydoc pages are API listings, not prose: the prose filters are relaxed so that they become documents
+LENIENT = {"min_alpha_word_fraction": 0.3, "max_duplicate_ngram_char_fraction": [[5, 1.0]], "max_top_ngram_char_fraction": [[2, 1.0]],
+           "max_symbol_to_word_ratio": 1.0, "max_duplicate_line_fraction": 1.0, "max_duplicate_line_char_fraction": 1.0,
+           "max_duplicate_paragraph_fraction": 1.0, "max_duplicate_paragraph_char_fraction": 1.0}
+
+
+def outputs(folder: str) -> dict[str, str]:
+    manifest = json.loads((Path(folder) / "manifest.json").read_text())
+    return {name: entry["sha256"] for name, entry in manifest["outputs"].items()}
+
+
+def test_build_corpus_on_dask_gives_the_same_corpus_as_a_local_run(warcs, dask_address, tmp_path, prefect_harness):
+    from flows.build_corpus import build_corpus
+
+    local = build_corpus(warcs=warcs, version="v1", data_root=str(tmp_path / "local"), min_words=20, quality=LENIENT)
+    on_dask = build_corpus(warcs=warcs, version="v1", data_root=str(tmp_path / "dask"), min_words=20, quality=LENIENT,
+                           task_runner="dask", dask_address=dask_address)
+    assert outputs(on_dask) == outputs(local)
+    counts = json.loads((Path(local) / "manifest.json").read_text())["counts"]
+    assert counts["rejects_by_reason"].get("dedup:exact_duplicate", 0) >= 2  # the pages present in both files
+
+
+@pytest.fixture(scope="module")
+def tokenizer_root(tmp_path_factory, prefect_harness) -> DataRoot:
+    from flows.train_tokenizer import train_tokenizer
+
+    root = DataRoot.from_env(str(tmp_path_factory.mktemp("data")))
+    publish_corpus(root, "c1", MODULES[:12])
+    train_tokenizer(corpus="c1", version="t1", data_root=root.url, vocab_size=512, holdout_fraction=0.1)
+    return root
+
+
+def shard_bytes(folder: str) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(Path(folder).glob("*.bin"))}
+
+
+def test_tokenize_on_dask_writes_byte_identical_shards(tokenizer_root, dask_address, prefect_harness):
+    from flows.tokenize_corpus import tokenize
+
+    options = {"data_root": tokenizer_root.url, "validation_fraction": 0.1, "max_documents_per_shard": 20}
+    local = tokenize(version="k-local", **options)
+    on_dask = tokenize(version="k-dask", task_runner="dask", dask_address=dask_address, **options)
+    assert len(shard_bytes(local)) > 2
+    assert shard_bytes(on_dask) == shard_bytes(local)
+    index = lambda folder: json.loads((Path(folder) / "index.json").read_text())["shards"]  # noqa: E731
+    assert index(on_dask) == index(local)
+
+
+def test_dask_without_an_address_starts_a_temporary_local_cluster(tokenizer_root, prefect_harness):
+    from flows.tokenize_corpus import tokenize
+
+    options = {"data_root": tokenizer_root.url, "validation_fraction": 0.1, "max_documents_per_shard": 40}
+    local = tokenize(version="k2-local", **options)
+    on_dask = tokenize(version="k2-dask", task_runner="dask", workers=2, **options)
+    assert shard_bytes(on_dask) == shard_bytes(local)
+
+
+def test_unknown_runner_or_an_address_without_dask_is_refused():
+    with pytest.raises(ValueError, match="task_runner must be one of"):
+        check_runner("ray", None)
+    with pytest.raises(ValueError, match="only used with task_runner='dask'"):
+        check_runner("local", "tcp://10.0.0.1:8786")
