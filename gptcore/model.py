@@ -240,6 +240,17 @@ class GPT(nn.Module):
         With `kv_cache`, idx holds only the new tokens; they take positions after the cached ones and the
         cache grows by T.
         """
+        x = self.hidden_states(idx, kv_cache)  # (B, T, C)
+        logits = self.lm_head(x)  # (B, T, V)
+
+        loss = None
+        if targets is not None:
+            loss = F.cross_entropy(logits.view(-1, logits.size(-1)), targets.view(-1), ignore_index=-1)
+        return logits, loss
+
+    def hidden_states(self, idx: torch.Tensor, kv_cache: KVCache | None = None) -> torch.Tensor:
+        """idx (B, T) token ids -> the last layer's output (B, T, C), after the final LayerNorm when there is one:
+        what the LM head reads, and what GPT-1's fine-tuning heads read at the extract token (section 3.2)."""
         B, T = idx.size()
         start = kv_cache.length if kv_cache is not None else 0
         if start + T > self.config.block_size:
@@ -255,12 +266,7 @@ class GPT(nn.Module):
             x = self.transformer.ln_f(x)
         if kv_cache is not None:
             kv_cache.length += T
-        logits = self.lm_head(x)  # (B, T, V)
-
-        loss = None
-        if targets is not None:
-            loss = F.cross_entropy(logits.view(-1, logits.size(-1)), targets.view(-1), ignore_index=-1)
-        return logits, loss
+        return x
 
     # ---- bookkeeping used by training and reporting ----
 

@@ -1,0 +1,86 @@
+"""The finetune gates.
+
+Input contract (before any training): both files yielded examples, few of their rows were rejected, every label is
+in the declared set (a choice index within the choices; a finite score for regression), every text is non-empty,
+and no test example also appears in the training data (a leak would inflate the test metrics).
+
+Output contract (before publishing): every training loss is finite, and every metric the task reports is present
+and finite.
+
+Frames hold labels, lengths and flags only, never the texts: GX hashes whole frames.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import great_expectations.expectations as gxe
+import pandas as pd
+
+from data_contracts.gate import Check, GateReport, run_gate
+from gptcore.taskdata import Example, MultipleChoiceExample, TaskData, texts_of, to_record
+from gptcore.tasks import TaskSpec
+
+MAX_REJECT_FRACTION = 0.1  # more unreadable rows than this means the reader or the column mapping is wrong
+
+
+def example_key(example: Example) -> str:
+    """What makes two examples the same input: their texts, whitespace- and case-normalised (not the label)."""
+    return "\x1f".join(" ".join(text.split()).lower() for text in texts_of(example))
+
+
+def _label_frame(spec: TaskSpec, examples: Sequence[Example]) -> tuple[pd.DataFrame, list]:
+    """One row per example: its label (as checked) and its shortest text; plus the label expectations."""
+    shortest = [min(len(text.strip()) for text in texts_of(example)) for example in examples]
+    if spec.task == "multiple_choice":
+        ok = [isinstance(e, MultipleChoiceExample) and 0 <= e.label < len(e.choices) for e in examples]
+        frame = pd.DataFrame({"label_in_choices": ok, "shortest_text": shortest})
+        return frame, [gxe.ExpectColumnValuesToBeInSet(column="label_in_choices", value_set=[True])]
+    if spec.regression:
+        finite = [isinstance(e.label, (int, float)) and math.isfinite(e.label) for e in examples]
+        frame = pd.DataFrame({"label_is_finite_score": finite, "shortest_text": shortest})
+        return frame, [gxe.ExpectColumnValuesToBeInSet(column="label_is_finite_score", value_set=[True])]
+    frame = pd.DataFrame({"label": [str(e.label) for e in examples], "shortest_text": shortest})
+    return frame, [gxe.ExpectColumnValuesToBeInSet(column="label", value_set=list(spec.labels))]
+
+
+def validate_inputs(spec: TaskSpec, train: TaskData, test: TaskData,
+                    max_reject_fraction: float = MAX_REJECT_FRACTION) -> GateReport:
+    checks = []
+    for name, data in (("train", train), ("test", test)):
+        frame, label_expectations = _label_frame(spec, data.examples)
+        checks.append(Check(f"{name}_examples", frame, [
+            gxe.ExpectTableRowCountToBeBetween(min_value=1),
+            *label_expectations,
+            gxe.ExpectColumnValuesToBeBetween(column="shortest_text", min_value=1),
+        ]))
+    files = pd.DataFrame([{"split": name, "rows": data.rows,
+                           "reject_fraction": sum(data.rejects.values()) / data.rows if data.rows else 1.0}
+                          for name, data in (("train", train), ("test", test))])
+    checks.append(Check("files", files, [
+        gxe.ExpectColumnValuesToBeBetween(column="reject_fraction", min_value=0.0, max_value=max_reject_fraction)]))
+    train_keys = {example_key(example) for example in train.examples}
+    overlap = pd.DataFrame({"test_example_in_train": [example_key(e) in train_keys for e in test.examples]})
+    checks.append(Check("train_test_disjoint", overlap, [
+        gxe.ExpectColumnValuesToBeInSet(column="test_example_in_train", value_set=[False])]))
+    return run_gate("finetune-input", checks)
+
+
+def validate_outputs(losses: Sequence[float], metrics: dict[str, float], required: Sequence[str]) -> GateReport:
+    steps = pd.DataFrame({"loss_is_finite": [math.isfinite(loss) for loss in losses]})
+    reported = pd.DataFrame([{"metric": name, "is_finite": isinstance(value, (int, float)) and math.isfinite(value)}
+                             for name, value in metrics.items()] or [{"metric": None, "is_finite": False}])
+    return run_gate("finetune-output", [
+        Check("steps", steps, [gxe.ExpectTableRowCountToBeBetween(min_value=1),
+                               gxe.ExpectColumnValuesToBeInSet(column="loss_is_finite", value_set=[True])]),
+        Check("test_metrics", reported, [
+            gxe.ExpectColumnDistinctValuesToContainSet(column="metric", value_set=list(required)),
+            gxe.ExpectColumnValuesToBeInSet(column="is_finite", value_set=[True]),
+        ]),
+    ])
+
+
+def overlapping_examples(train: TaskData, test: TaskData, limit: int = 3) -> list[dict]:
+    """A few test records that also occur in the training data, to show in an error message."""
+    train_keys = {example_key(example) for example in train.examples}
+    return [to_record(e) for e in test.examples if example_key(e) in train_keys][:limit]

@@ -1,0 +1,301 @@
+"""Fine-tuning loop (GPT-1 section 3.2, 4.1) and the scoring of a fine-tuned run.
+
+Defaults are the paper's: AdamW at 6.25e-5, batch 32, 3 epochs, linear warmup over 0.2% of training then linear
+decay to 0, classifier dropout 0.1, λ = 0.5 for the auxiliary LM loss; gradients clipped at norm 1 as in pretraining.
+
+Run folder::
+
+    tokenizer.json   the pretrained run's tokenizer (the run is usable on its own: ``load_task_run``)
+    task.json        task spec, base model config, special-token ids, max_len
+    metrics.jsonl    one JSON object per optimizer step
+    checkpoints/     the whole fine-tuned TaskModel (see ``gptcore.checkpoint``)
+
+The checkpoint holds the whole model, not only the head and the three new embedding rows: GPT-1 fine-tunes every
+weight, so the head alone cannot reproduce the predictions. It also holds the optimizer and RNG states; batch ``i``
+of epoch ``e`` is a pure function of (seed, e, i), so a killed run resumed from its latest checkpoint finishes with
+the same weights as one never stopped (on CPU).
+"""
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+
+from gptcore import metrics as scores
+from gptcore.checkpoint import capture_rng_state, latest_checkpoint, load_checkpoint, restore_rng_state, save_checkpoint
+from gptcore.encoding import Encoder, load_encoder
+from gptcore.model import GPTConfig
+from gptcore.taskdata import EXAMPLE_TYPES, Example
+from gptcore.tasks import TaskModel, TaskSpec, collate, label_tensor, objective
+from gptcore.train import METRICS_FILE, _append_metrics, _autocast, _resolve_device, _truncate_metrics, read_metrics
+
+TASK_FILE = "task.json"
+TOKENIZER_FILE = "tokenizer.json"
+CHECKPOINT_FORMAT = 1
+INITS = ("pretrained", "random")
+
+
+@dataclass
+class FinetuneConfig:
+    """How to fine-tune. Defaults are GPT-1 section 4.1 ("Fine-tuning details")."""
+
+    lr: float = 6.25e-5
+    batch_size: int = 32
+    epochs: int = 3
+    warmup_fraction: float = 0.002  # linear warmup over 0.2% of training, then linear decay to 0
+    aux_lm_weight: float = 0.5  # λ in L3 = L2 + λ·L1; 0 switches the auxiliary LM loss off
+    clf_dropout: float = 0.1
+    weight_decay: float = 0.01  # the pretraining value, on matrices only
+    grad_clip: float = 1.0  # max global gradient norm; 0 disables clipping
+    max_steps: int | None = None  # a budget: stop after this many steps even if epochs remain
+    max_len: int | None = None  # tokens per sequence, specials included; None = the model's context
+    init: str = "pretrained"  # or "random": the same architecture from scratch, for comparison
+    precision: str = "fp32"  # "fp32" or "bf16" (autocast), "fp16" on CUDA
+    checkpoint_every: int | None = None  # steps between checkpoints; None = at the end of every epoch
+    seed: int = 0
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        if self.init not in INITS:
+            raise ValueError(f"init must be one of {INITS}, got {self.init!r}")
+        for name in ("batch_size", "epochs"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"FinetuneConfig.{name} must be >= 1, got {getattr(self, name)}")
+        if not 0 <= self.warmup_fraction < 1:
+            raise ValueError(f"warmup_fraction must be in [0, 1), got {self.warmup_fraction}")
+        if self.aux_lm_weight < 0:
+            raise ValueError(f"aux_lm_weight (λ) must be >= 0, got {self.aux_lm_weight}")
+
+
+@dataclass(frozen=True)
+class FinetuneResult:
+    step: int
+    total_steps: int
+    loss: float | None  # L3 of the last step this call ran
+    elapsed_s: float  # training time summed over resumes
+    checkpoint: Path
+
+
+def lr_at(step: int, max_lr: float, warmup_steps: int, total_steps: int) -> float:
+    """Linear warmup to ``max_lr`` over ``warmup_steps``, then linear decay to 0 at ``total_steps`` (GPT-1)."""
+    if step < warmup_steps:
+        return max_lr * (step + 1) / warmup_steps
+    return max_lr * max(0.0, (total_steps - step) / max(total_steps - warmup_steps, 1))
+
+
+def pretrained_checkpoint(pretrained: str | Path) -> Path:
+    """A checkpoint file, or a pretrain run folder's latest checkpoint."""
+    path = Path(pretrained)
+    if path.is_dir():
+        checkpoint = latest_checkpoint(path)
+        if checkpoint is None:
+            raise FileNotFoundError(f"{path} has no checkpoints/latest: pass a pretrain run folder or a .pt file")
+        return checkpoint
+    if not path.is_file():
+        raise FileNotFoundError(f"pretrained checkpoint {path} does not exist: pass a pretrain run folder or .pt file")
+    return path
+
+
+def finetune(pretrained: str | Path, tokenizer: str | Path, spec: TaskSpec, train_examples: Sequence[Example],
+             config: FinetuneConfig, out_dir: str | Path, resume: bool = True,
+             log: Callable[[dict[str, Any]], None] | None = None) -> FinetuneResult:
+    """Fine-tune the pretrained GPT (``init="random"``: the same architecture untrained) on ``train_examples``.
+
+    ``pretrained`` is a pretrain checkpoint or run folder; ``tokenizer`` its ``tokenizer.json`` (copied into the
+    run). With ``resume``, a run folder holding a checkpoint continues from it. ``log`` receives each step's metrics.
+    """
+    if not train_examples:
+        raise ValueError("no training examples: check the train file and its reject counts")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    source = load_checkpoint(pretrained_checkpoint(pretrained))
+    base_config = GPTConfig(**source["model_config"])
+    device = _resolve_device(config.device)
+    autocast = _autocast(config.precision, device)
+
+    torch.manual_seed(config.seed)  # new embedding rows, head, and (init="random") every weight
+    model = TaskModel(base_config, spec, clf_dropout=config.clf_dropout, max_len=config.max_len)
+    if config.init == "pretrained":
+        model.load_pretrained(source["model"])
+    del source
+    model.to(device)
+    _write_run_files(out, Path(tokenizer), model)
+
+    encoder = load_encoder(out / TOKENIZER_FILE)
+    encoded = [model.encode(example, encoder) for example in train_examples]
+    targets = label_tensor(train_examples, spec)
+    steps_per_epoch = math.ceil(len(encoded) / config.batch_size)
+    total_steps = config.epochs * steps_per_epoch
+    if config.max_steps is not None:
+        total_steps = min(total_steps, config.max_steps)
+    warmup_steps = max(1, round(config.warmup_fraction * total_steps))
+
+    optimizer = torch.optim.AdamW(model.gpt.optimizer_groups(config.weight_decay) + [
+        {"params": [model.head.weight], "weight_decay": config.weight_decay},
+        {"params": [model.head.bias], "weight_decay": 0.0}], lr=config.lr)
+    step, elapsed_before = 0, 0.0
+    checkpoint = latest_checkpoint(out) if resume else None
+    if checkpoint is not None:
+        state = load_checkpoint(checkpoint)
+        if state["finetune_config"] != asdict(config) or state["task"] != model.config_dict():
+            raise ValueError(f"{checkpoint} was written by another fine-tuning setup: use a new out_dir, or "
+                             "resume=False to start over")
+        _load_weights(model, state)
+        optimizer.load_state_dict(state["optimizer"])
+        restore_rng_state(state["rng"])
+        step, elapsed_before = state["step"], state["elapsed_s"]
+    _truncate_metrics(out / METRICS_FILE, keep_through_step=step)
+
+    model.train()
+    start, loss_value = time.perf_counter(), None
+    while step < total_steps:
+        epoch, position = divmod(step, steps_per_epoch)
+        order = np.random.default_rng([config.seed, epoch]).permutation(len(encoded))
+        chosen = order[position * config.batch_size:(position + 1) * config.batch_size]
+        batch = collate([encoded[i] for i in chosen]).to(device)
+        chosen = torch.from_numpy(chosen)
+        lr = lr_at(step, config.lr, warmup_steps, total_steps)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        with autocast:
+            output = model(batch, with_lm_loss=config.aux_lm_weight > 0)
+            task_loss = model.task_loss(output.logits, targets[chosen].to(device))
+            loss = objective(task_loss, output.lm_loss, config.aux_lm_weight)
+        loss.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(),
+                                                   config.grad_clip if config.grad_clip > 0 else math.inf)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        step += 1
+        loss_value = float(loss.detach())
+        elapsed = elapsed_before + time.perf_counter() - start
+        metrics = {"step": step, "epoch": epoch, "loss": loss_value, "task_loss": float(task_loss.detach()),
+                   "lm_loss": None if output.lm_loss is None else float(output.lm_loss.detach()), "lr": lr,
+                   "grad_norm": float(grad_norm), "elapsed_s": elapsed}
+        end_of_epoch = step % steps_per_epoch == 0
+        if step == total_steps or (config.checkpoint_every and step % config.checkpoint_every == 0) or \
+                (config.checkpoint_every is None and end_of_epoch):
+            checkpoint = _save(out, model, optimizer, config, step, elapsed)
+        _append_metrics(out / METRICS_FILE, metrics)
+        if log is not None:
+            log(metrics)
+    elapsed = elapsed_before + time.perf_counter() - start
+    return FinetuneResult(step=step, total_steps=total_steps, loss=loss_value, elapsed_s=elapsed,
+                          checkpoint=latest_checkpoint(out))
+
+
+def _write_run_files(out: Path, tokenizer: Path, model: TaskModel) -> None:
+    if not tokenizer.is_file():
+        raise FileNotFoundError(f"tokenizer {tokenizer} does not exist: pass the pretrained run's tokenizer.json")
+    if not (out / TOKENIZER_FILE).is_file():
+        shutil.copyfile(tokenizer, out / TOKENIZER_FILE)
+    (out / TASK_FILE).write_text(json.dumps(model.config_dict(), indent=2, sort_keys=True) + "\n")
+
+
+def _save(out: Path, model: TaskModel, optimizer: torch.optim.Optimizer, config: FinetuneConfig, step: int,
+          elapsed: float) -> Path:
+    # "model" / "model_config" are a plain GPT checkpoint (with the 3 extra vocabulary rows), so tools that load
+    # pretrain checkpoints (perplexity, generation) read a fine-tuned one as a language model too.
+    return save_checkpoint(out, step, {
+        "format": CHECKPOINT_FORMAT, "model": model.gpt.state_dict(), "model_config": asdict(model.gpt.config),
+        "head": model.head.state_dict(), "task": model.config_dict(), "optimizer": optimizer.state_dict(),
+        "step": step, "elapsed_s": elapsed, "rng": capture_rng_state(), "finetune_config": asdict(config)})
+
+
+def _load_weights(model: TaskModel, state: dict[str, Any]) -> None:
+    model.gpt.load_state_dict(state["model"])
+    model.head.load_state_dict(state["head"])
+
+
+# -- using a fine-tuned run ------------------------------------------------------------------------------------
+
+
+def load_task_run(run_dir: str | Path, device: str = "cpu") -> tuple[TaskModel, TaskSpec, Encoder]:
+    """The fine-tuned model (in eval mode), its task spec and its tokenizer, from a finetune run folder."""
+    run = Path(run_dir)
+    checkpoint = latest_checkpoint(run)
+    if checkpoint is None or not (run / TASK_FILE).is_file():
+        raise FileNotFoundError(f"{run} is not a finetune run folder (needs {TASK_FILE} and checkpoints/latest)")
+    state = load_checkpoint(checkpoint)
+    model = TaskModel.from_config_dict(state["task"])
+    _load_weights(model, state)
+    return model.to(_resolve_device(device)).eval(), model.spec, load_encoder(run / TOKENIZER_FILE)
+
+
+@torch.no_grad()
+def predict(model: TaskModel, encoder: Encoder, examples: Sequence[Example], batch_size: int = 32
+            ) -> list[str | float | int]:
+    """Predictions for ``examples``: a class name, a score (similarity regression) or a choice index."""
+    model.eval()
+    device = next(model.parameters()).device
+    spec, predictions = model.spec, []
+    for start in range(0, len(examples), batch_size):
+        chunk = examples[start:start + batch_size]
+        batch = collate([model.encode(example, encoder) for example in chunk]).to(device)
+        logits = model(batch).logits.float().cpu()
+        if spec.regression:
+            predictions += logits.tolist()
+        elif spec.task == "multiple_choice":
+            predictions += logits.argmax(dim=-1).tolist()
+        else:
+            predictions += [spec.labels[i] for i in logits.argmax(dim=-1).tolist()]
+    return predictions
+
+
+def metric_names(spec: TaskSpec) -> list[str]:
+    """The metrics ``score_predictions`` reports for this spec (what the output contract requires)."""
+    if spec.regression:
+        return ["n", "pearson", "spearman", "mse"]
+    if spec.task == "multiple_choice":
+        return ["n", "accuracy"]
+    return ["n", "accuracy", "macro_f1", "matthews", *(["binary_f1"] if len(spec.labels) == 2 else [])]
+
+
+def score_predictions(spec: TaskSpec, examples: Sequence[Example], predictions: Sequence) -> dict[str, float]:
+    """The metrics GPT-1 reports for the task type, plus ``n``.
+
+    Classes: accuracy, macro-F1, Matthews correlation, and with two labels the F1 of the *last* declared label
+    (declare the positive class last, e.g. ``["0", "1"]``). Scores: Pearson, Spearman, mean squared error.
+    Multiple choice: accuracy.
+    """
+    if not examples:
+        raise ValueError("no examples to score: check the test file and its reject counts")
+    truth = [example.label for example in examples]
+    result: dict[str, float] = {"n": len(examples)}
+    if spec.regression:
+        truth_f, pred_f = np.asarray(truth, dtype=np.float64), np.asarray(predictions, dtype=np.float64)
+        result.update(pearson=scores.pearson(truth_f, pred_f), spearman=scores.spearman(truth_f, pred_f),
+                      mse=float(np.mean((truth_f - pred_f) ** 2)))
+    elif spec.task == "multiple_choice":
+        result["accuracy"] = scores.accuracy(truth, predictions)
+    else:
+        truth = [str(label) for label in truth]
+        result.update(accuracy=scores.accuracy(truth, predictions),
+                      macro_f1=scores.macro_f1(truth, predictions, labels=spec.labels),
+                      matthews=scores.matthews_corrcoef(truth, predictions))
+        if len(spec.labels) == 2:
+            result["binary_f1"] = scores.binary_f1(truth, predictions, positive=spec.labels[-1])
+    return result
+
+
+def evaluate_task(run_dir: str | Path, examples: Sequence[Example], batch_size: int = 32,
+                  device: str = "cpu") -> dict[str, float]:
+    """Score a finetune run on ``examples`` (e.g. a test file read with ``gptcore.taskdata.load_task_file``)."""
+    model, spec, encoder = load_task_run(run_dir, device)
+    wrong_type = {type(example).__name__ for example in examples} - {EXAMPLE_TYPES[spec.task].__name__}
+    if wrong_type:
+        raise ValueError(f"{run_dir} is a {spec.task} run but the examples are {sorted(wrong_type)}: read the test "
+                         f"file with task={spec.task!r}")
+    return score_predictions(spec, examples, predict(model, encoder, examples, batch_size))
+
+
+def training_losses(run_dir: str | Path) -> list[float]:
+    """The L3 loss of every step of a finetune run (for the output contract)."""
+    return [m["loss"] for m in read_metrics(run_dir)]

@@ -1,0 +1,173 @@
+"""gptcore.finetune (the loop, exact resume, scoring a run) and gptcore.metrics."""
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from gptcore import metrics
+from gptcore.checkpoint import CHECKPOINT_DIR, LATEST, load_checkpoint, save_checkpoint
+from gptcore.finetune import FinetuneConfig, evaluate_task, finetune, load_task_run, lr_at, predict
+from gptcore.model import GPT, GPTConfig
+from gptcore.taskdata import ClassificationExample, MultipleChoiceExample
+from gptcore.tasks import TaskSpec
+from gptcore.train import params_sha256, read_metrics
+from tests.test_encoding import train_byte_level_bpe
+
+SUBJECTS = ["the soup", "my train", "this film", "our garden", "the weather", "her essay", "the concert", "his car"]
+GOOD = ["was wonderful", "felt great", "is lovely", "went well"]
+BAD = ["was awful", "felt terrible", "is horrid", "went badly"]
+
+
+def sentiment(n: int, seed: int) -> list[ClassificationExample]:
+    """A classification task a tiny model can learn in a few dozen steps: the verb phrase decides the label."""
+    rng = random.Random(seed)
+    examples = []
+    for _ in range(n):
+        label = rng.choice(["pos", "neg"])
+        examples.append(ClassificationExample(f"{rng.choice(SUBJECTS)} {rng.choice(GOOD if label == 'pos' else BAD)} "
+                                              f"today", label))
+    return examples
+
+
+@pytest.fixture(scope="module")
+def pretrained(tmp_path_factory) -> tuple[Path, Path]:
+    """(a pretrain run folder with one checkpoint of a tiny GPT, its tokenizer.json)."""
+    folder = tmp_path_factory.mktemp("pretrained")
+    lines = [e.text for e in sentiment(300, seed=9)] * 3
+    tokenizer = train_byte_level_bpe(lines, 300, folder / "tokenizer.json", eot_last=True)
+    config = GPTConfig(vocab_size=300, block_size=32, n_layer=2, n_head=2, n_embd=32, dropout=0.1)
+    torch.manual_seed(0)
+    save_checkpoint(folder / "run", 100, {"model": GPT(config).state_dict(), "model_config": asdict(config)})
+    return folder / "run", tokenizer
+
+
+FAST = dict(lr=3e-3, batch_size=16, epochs=3, seed=1, device="cpu")
+
+
+def test_fine_tuning_learns_a_simple_classification_and_the_run_scores_its_test_set(pretrained, tmp_path):
+    run, tokenizer = pretrained
+    result = finetune(run, tokenizer, TaskSpec("classification", ("neg", "pos")), sentiment(160, seed=1),
+                      FinetuneConfig(**{**FAST, "epochs": 5}), tmp_path / "ft")
+    assert result.step == result.total_steps == 50  # 5 epochs of ceil(160 / 16) batches
+    scores = evaluate_task(tmp_path / "ft", sentiment(60, seed=2))
+    assert scores["n"] == 60 and scores["accuracy"] >= 0.9
+    assert set(scores) == {"n", "accuracy", "macro_f1", "matthews", "binary_f1"}
+    steps = read_metrics(tmp_path / "ft")
+    assert [m["step"] for m in steps] == list(range(1, 51)) and all(m["lm_loss"] > 0 for m in steps)
+
+
+def test_lambda_zero_switches_the_auxiliary_lm_loss_off(pretrained, tmp_path):
+    run, tokenizer = pretrained
+    finetune(run, tokenizer, TaskSpec("classification", ("neg", "pos")), sentiment(32, seed=1),
+             FinetuneConfig(**{**FAST, "aux_lm_weight": 0.0, "epochs": 1}), tmp_path / "ft")
+    assert all(m["lm_loss"] is None and m["loss"] == m["task_loss"] for m in read_metrics(tmp_path / "ft"))
+
+
+def test_a_killed_run_resumes_to_the_same_weights_as_an_uninterrupted_one(pretrained, tmp_path):
+    run, tokenizer = pretrained
+    spec, examples = TaskSpec("classification", ("neg", "pos")), sentiment(64, seed=3)
+    config = FinetuneConfig(**{**FAST, "epochs": 2, "checkpoint_every": 3})  # 8 steps, checkpoints at 3, 6, 8
+    finetune(run, tokenizer, spec, examples, config, tmp_path / "whole")
+    whole = load_task_run(tmp_path / "whole")[0]
+
+    finetune(run, tokenizer, spec, examples, config, tmp_path / "killed")
+    checkpoints = tmp_path / "killed" / CHECKPOINT_DIR
+    for name in ("step_000008.pt", "step_000008.pt.sha256", "step_000006.pt", "step_000006.pt.sha256"):
+        (checkpoints / name).unlink()  # as if killed after step 3's checkpoint …
+    (checkpoints / LATEST).write_text("step_000003.pt\n")
+    with open(tmp_path / "killed" / "metrics.jsonl", "a") as fh:
+        fh.write(json.dumps({"step": 99, "loss": 0.0}) + "\n")  # … with a half-done step logged
+    result = finetune(run, tokenizer, spec, examples, config, tmp_path / "killed")
+    assert result.step == 8
+    assert params_sha256(load_task_run(tmp_path / "killed")[0]) == params_sha256(whole)
+    assert [m["step"] for m in read_metrics(tmp_path / "killed")] == list(range(1, 9))
+
+
+def test_resuming_with_other_settings_is_refused(pretrained, tmp_path):
+    run, tokenizer = pretrained
+    spec, examples = TaskSpec("classification", ("neg", "pos")), sentiment(16, seed=3)
+    finetune(run, tokenizer, spec, examples, FinetuneConfig(**{**FAST, "epochs": 1}), tmp_path / "ft")
+    with pytest.raises(ValueError, match="another fine-tuning setup"):
+        finetune(run, tokenizer, spec, examples, FinetuneConfig(**{**FAST, "epochs": 1, "lr": 1e-4}), tmp_path / "ft")
+
+
+def test_random_init_has_the_same_architecture_without_the_pretrained_weights(pretrained, tmp_path):
+    run, tokenizer = pretrained
+    spec, examples = TaskSpec("classification", ("neg", "pos")), sentiment(16, seed=3)
+    one_step = {**FAST, "epochs": 1, "batch_size": 16, "lr": 1e-9}
+    finetune(run, tokenizer, spec, examples, FinetuneConfig(**one_step), tmp_path / "pre")
+    finetune(run, tokenizer, spec, examples, FinetuneConfig(**one_step, init="random"), tmp_path / "rand")
+    source = load_checkpoint(run / CHECKPOINT_DIR / "step_000100.pt")["model"]["transformer.h.0.mlp.c_fc.weight"]
+    tuned = load_task_run(tmp_path / "pre")[0].gpt.transformer.h[0].mlp.c_fc.weight
+    scratch = load_task_run(tmp_path / "rand")[0].gpt.transformer.h[0].mlp.c_fc.weight
+    assert torch.allclose(tuned, source, atol=1e-6) and not torch.allclose(scratch, source, atol=1e-3)
+    assert tuned.shape == scratch.shape
+
+
+def test_a_fine_tuned_checkpoint_is_also_a_language_model_checkpoint(pretrained, tmp_path):
+    run, tokenizer = pretrained
+    finetune(run, tokenizer, TaskSpec("classification", ("neg", "pos")), sentiment(16, seed=3),
+             FinetuneConfig(**{**FAST, "epochs": 1}), tmp_path / "ft")
+    state = load_checkpoint(tmp_path / "ft" / CHECKPOINT_DIR / "step_000001.pt")
+    model = GPT(GPTConfig(**state["model_config"]))
+    model.load_state_dict(state["model"])
+    assert model.config.vocab_size == 303  # the pretrained 300 + start, delimiter, extract
+
+
+def test_multiple_choice_predicts_a_choice_index_per_example(pretrained, tmp_path):
+    run, tokenizer = pretrained
+    examples = [MultipleChoiceExample("the soup", ("was wonderful", "felt great today", "is"), i % 3) for i in range(8)]
+    finetune(run, tokenizer, TaskSpec("multiple_choice"), examples, FinetuneConfig(**{**FAST, "epochs": 1}),
+             tmp_path / "mc")
+    model, spec, encoder = load_task_run(tmp_path / "mc")
+    assert spec.task == "multiple_choice"
+    assert all(p in (0, 1, 2) for p in predict(model, encoder, examples, batch_size=3))
+    with pytest.raises(ValueError, match="read the test file with task='multiple_choice'"):
+        evaluate_task(tmp_path / "mc", sentiment(2, seed=0))
+
+
+def test_learning_rate_warms_up_linearly_then_decays_linearly_to_zero():
+    rates = [lr_at(step, 1.0, warmup_steps=2, total_steps=6) for step in range(6)]
+    assert rates == pytest.approx([0.5, 1.0, 1.0, 0.75, 0.5, 0.25])
+    assert lr_at(6, 1.0, 2, 6) == 0.0
+
+
+# -- gptcore.metrics ---------------------------------------------------------------------------------------------
+
+
+def test_accuracy_and_f1_scores():
+    truth, pred = ["a", "a", "b", "c"], ["a", "b", "b", "b"]
+    assert metrics.accuracy(truth, pred) == 0.5
+    assert metrics.binary_f1(truth, pred, positive="b") == pytest.approx(2 / 4)  # tp 1, 3 predicted, 1 actual
+    assert metrics.macro_f1(truth, pred) == pytest.approx((2 / 3 + 1 / 2 + 0) / 3)
+    assert metrics.macro_f1(truth, pred, labels=["a", "b", "c", "d"]) == pytest.approx((2 / 3 + 1 / 2) / 4)
+
+
+def test_matthews_correlation_matches_the_binary_phi_coefficient():
+    truth, pred = [1, 1, 1, 0, 0, 0, 0, 1], [1, 1, 0, 0, 0, 1, 0, 1]
+    tp, tn, fp, fn = 3, 3, 1, 1
+    phi = (tp * tn - fp * fn) / np.sqrt((tp + fp) * (tp + fn) * (tn + fp) * (tn + fn))
+    assert metrics.matthews_corrcoef(truth, pred) == pytest.approx(phi)
+    assert metrics.matthews_corrcoef([0, 1, 0], [1, 1, 1]) == 0.0  # undefined: one predicted class
+    assert metrics.matthews_corrcoef(["x", "y", "z"], ["x", "y", "z"]) == pytest.approx(1.0)
+
+
+def test_pearson_and_spearman_with_ties():
+    x, y = [1.0, 2.0, 3.0, 4.0, 5.0], [2.0, 1.0, 4.0, 3.0, 7.0]
+    assert metrics.pearson(x, y) == pytest.approx(np.corrcoef(x, y)[0, 1])
+    assert metrics.spearman(x, [1, 1, 2, 3, 9]) == pytest.approx(np.corrcoef([1, 2, 3, 4, 5], [1.5, 1.5, 3, 4, 5])[0, 1])
+    assert metrics.spearman([1, 2, 3], [10, 100, 1000]) == pytest.approx(1.0)
+    assert metrics.pearson([1, 1, 1], [1, 2, 3]) == 0.0
+
+
+def test_metrics_refuse_mismatched_or_empty_inputs():
+    with pytest.raises(ValueError, match="equal length"):
+        metrics.accuracy([1, 2], [1])
+    with pytest.raises(ValueError, match="empty"):
+        metrics.pearson([], [])
