@@ -11,7 +11,7 @@ Takes a data root holding a pretraining run on books (corpus → tokenizer → t
    task's accuracies against chance, and each task's 8-gram overlap with the pretraining corpus (held-out chapters
    should show ~0, training chapters nearly 1: the check that the contamination check works).
 
-    python bench/exp_zeroshot_books.py --data-root DATA --run books2 [--work bench/out/zeroshot]
+    python bench/exp_zeroshot_books.py --data-root DATA --runs books2 books2@step_000500.pt [--work DIR]
 """
 from __future__ import annotations
 
@@ -82,7 +82,8 @@ def build_tasks(held_out: dict[str, list[str]], seen: dict[str, list[str]], work
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data-root", required=True, help="data root with the books corpus, tokens and run")
-    parser.add_argument("--run", default="books2")
+    parser.add_argument("--runs", nargs="+", default=["books2"],
+                        help="runs to compare (run or run@checkpoint file); the first one's chapters make the tasks")
     parser.add_argument("--work", default=str(REPO / "bench" / "out" / "zeroshot"), help="where task files go")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
@@ -90,14 +91,19 @@ def main() -> None:
     from flows.evaluate import evaluate
 
     root = DataRoot.from_env(args.data_root)
-    held_out, seen = chapters_by_split(root, args.run)
+    held_out, seen = chapters_by_split(root, args.runs[0].split("@")[0])
     print("held-out chapters per book:", {book: len(c) for book, c in held_out.items()})
     tasks = build_tasks(held_out, seen, Path(args.work), args.seed)
-    folder = Path(evaluate(runs=[args.run], tasks=tasks, data_root=root.url))
-    results = json.loads((folder / "results.json").read_text())["runs"][args.run]
+    folder = Path(evaluate(runs=args.runs, tasks=tasks, data_root=root.url))
+    for run, results in json.loads((folder / "results.json").read_text())["runs"].items():
+        print_run(run, results)
+    print(f"\nresults: {folder / 'results.json'}\ncomparison: {folder / 'comparison.md'}")
+    print((folder / "comparison.md").read_text())
 
+
+def print_run(run: str, results: dict) -> None:
     ppl = results["perplexity"]
-    print(f"\n{args.run} ({results['checkpoint']}) on the held-out chapters (validation split of tokens "
+    print(f"\n{run} ({results['checkpoint']}) on the held-out chapters (validation split of tokens "
           f"{results['tokens']}): {ppl['tokens']:,} tokens, {ppl['bytes']:,} bytes")
     print(f"  loss {ppl['loss']:.4f} nats/token   perplexity {ppl['perplexity']:.2f}   "
           f"bits/token {ppl['bits_per_token']:.3f}   bits/byte {ppl['bits_per_byte']:.4f}\n")
@@ -111,7 +117,6 @@ def main() -> None:
               f"{m.get('accuracy_per_byte', float('nan')):>8.3f}{m.get('chance', float('nan')):>8.3f}"
               f"{m.get('perplexity', float('nan')):>9.1f}{c['fraction_ngrams_found']:>19.4f}"
               f"{c['fraction_examples_with_overlap']:>21.3f}")
-    print(f"\nresults: {folder / 'results.json'}\ncomparison: {folder / 'comparison.md'}")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,336 @@
+"""evaluate: runs (pretrain or finetune) + evaluation tasks → ``eval/<id>/``: results, a comparison, lineage.
+
+For each run (``"<run>"`` for its latest checkpoint, ``"<run>@step_000500.pt"`` for another one) the flow measures
+loss / perplexity / bits per byte on the validation split of a tokens version (default: the run's own), then each
+task: zero-shot multiple choice, LAMBADA-style last word, prompted completion (``gptcore.zeroshot``), or a
+fine-tuned head's score on labelled examples (``gptcore.finetune.evaluate_task``; finetune runs only, recorded as
+skipped for the others). With ``contamination`` on, each task's 8-gram overlap with the text the run was pretrained
+on (the training split of its tokens version) is measured as GPT-2 did (``gptcore.contamination``); that Bloom
+filter is cached per corpus checksum and split rule and reused by later evaluations.
+
+Outputs: ``results.json`` (per run: perplexity and each task's metrics and contamination), ``comparison.md`` (the
+best run per task and metric over this and every earlier eval version, on the same task file), Prefect table
+artifacts of both, and a manifest whose upstream is the runs and the task files. The gate
+(``data_contracts.evaluate``) refuses missing, non-finite or empty-set metrics.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from prefect import flow, task
+from prefect.artifacts import create_table_artifact
+from prefect.logging import get_run_logger
+
+from data_contracts.evaluate import validate_results
+from flows.evaluate_compare import comparison_markdown, comparison_rows, metric_rows
+from flows.lineage import input_file, upstream_version, write_manifest
+from flows.stage import artifact_key, finish_version, start_version
+from flows.store import DataRoot, StoreError, atomic_write_json
+from gptcore.checkpoint import CHECKPOINT_DIR, latest_checkpoint, load_checkpoint
+from gptcore.contamination import NGRAM, BloomFilter, build_corpus_filter, example_texts, measure_overlap
+from gptcore.encoding import load_encoder
+from gptcore.finetune import TASK_FILE as FINETUNE_TASK_FILE
+from gptcore.finetune import evaluate_task
+from gptcore.model import GPT, GPTConfig
+from gptcore.perplexity import evaluate_perplexity
+from gptcore.shards import read_index, split_of
+from gptcore.taskdata import load_task_file, to_record
+from gptcore.zeroshot import CompletionConfig, evaluate_completion, evaluate_last_word, evaluate_multiple_choice
+
+STAGE = "eval"
+TASK_TYPES = ("multiple_choice", "lambada", "completion", "finetuned")
+RESULTS, COMPARISON = "results.json", "comparison.md"
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """One evaluation task of the ``tasks`` parameter."""
+
+    name: str
+    type: str
+    path: str
+    reader: str = "auto"  # a gptcore.taskdata reader (multiple_choice, finetuned); lambada/completion read JSONL
+    task: str | None = None  # finetuned: the record type of the file (classification, entailment, …)
+    delimiter: str = " "  # multiple_choice: between context and answer
+    prompt: str = CompletionConfig.prompt
+    max_new_tokens: int = CompletionConfig.max_new_tokens
+    top_k: int | None = None
+    stop: str | None = CompletionConfig.stop
+    seed: int = 0
+
+    @classmethod
+    def from_dict(cls, spec: dict) -> "TaskSpec":
+        known = set(cls.__dataclass_fields__)
+        missing = [k for k in ("name", "type", "path") if k not in spec]
+        unknown = sorted(set(spec) - known)
+        if missing or unknown:
+            raise ValueError(f"task {spec.get('name', spec)!r}: missing {missing}, unknown {unknown}; a task needs "
+                             f"name, type, path and may set {sorted(known - {'name', 'type', 'path'})}")
+        if spec["type"] not in TASK_TYPES:
+            raise ValueError(f"task {spec['name']!r}: type {spec['type']!r} is not one of {TASK_TYPES}")
+        if not Path(spec["path"]).is_file():
+            raise FileNotFoundError(f"task {spec['name']!r}: no file at {spec['path']}")
+        return cls(**spec)
+
+
+@dataclass
+class TaskRecords:
+    """A task file read into generic records, with every unusable row counted by reason."""
+
+    records: list[dict]
+    rejects: dict[str, int] = field(default_factory=dict)
+    examples: list = field(default_factory=list)  # typed gptcore.taskdata examples (finetuned tasks)
+
+
+def read_task(spec: TaskSpec) -> TaskRecords:
+    if spec.type in ("multiple_choice", "finetuned"):
+        kind = "multiple_choice" if spec.type == "multiple_choice" else spec.task
+        if kind is None:
+            raise ValueError(f"task {spec.name!r}: a finetuned task names the record type of its file in 'task' "
+                             "(classification, entailment, similarity or multiple_choice)")
+        data = load_task_file(spec.path, kind, spec.reader)
+        return TaskRecords([to_record(e) for e in data.examples], dict(data.rejects), data.examples)
+    needed = ("text",) if spec.type == "lambada" else ("text", "reference")
+    return read_jsonl_records(Path(spec.path), needed)
+
+
+def read_jsonl_records(path: Path, needed: tuple[str, ...]) -> TaskRecords:
+    """JSONL records that have the ``needed`` string fields; other lines counted as ``malformed_json`` or
+    ``missing_field`` (blank lines are not rows)."""
+    records, rejects = [], {}
+    with open(path, encoding="utf-8") as fh:
+        for line in fh:
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                rejects["malformed_json"] = rejects.get("malformed_json", 0) + 1
+                continue
+            if not isinstance(record, dict) or not all(isinstance(record.get(k), str) and record[k] for k in needed):
+                rejects["missing_field"] = rejects.get("missing_field", 0) + 1
+                continue
+            records.append(record)
+    return TaskRecords(records, rejects)
+
+
+# -- runs ---------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RunRef:
+    """A run and the checkpoint to evaluate, with the versions found through its lineage."""
+
+    label: str  # as given: "run" or "run@checkpoint"
+    run: str
+    checkpoint: Path
+    tokens: str  # whose validation split gives perplexity
+    trained_on: str  # the tokens version the run was pretrained on: its training split is the pretraining text
+    corpus: str  # the corpus of trained_on
+    tokenizer_json: Path
+
+
+def _upstream_of(root: DataRoot, stage: str, version: str, wanted: str) -> str | None:
+    """The nearest ``wanted`` version upstream of a version (breadth first through the manifests)."""
+    queue, seen = [(stage, version)], set()
+    while queue:
+        current = queue.pop(0)
+        if current in seen or not root.exists(*current):
+            continue
+        seen.add(current)
+        for up in root.read_manifest(*current).get("upstream", []):
+            if up.get("kind") == "version":
+                if up["stage"] == wanted:
+                    return up["version"]
+                queue.append((up["stage"], up["version"]))
+    return None
+
+
+def resolve_run(root: DataRoot, label: str, tokens: str | None) -> RunRef:
+    run, _, checkpoint_name = label.partition("@")
+    folder = Path(root.version_url("runs", run))
+    root.read_manifest("runs", run)  # raises with the published runs when it does not exist
+    if checkpoint_name:
+        checkpoint = folder / CHECKPOINT_DIR / checkpoint_name
+        if not checkpoint.is_file():
+            found = sorted(p.name for p in (folder / CHECKPOINT_DIR).glob("*.pt"))
+            raise StoreError(f"run {run!r} has no checkpoint {checkpoint_name!r}; it has {found}")
+    else:
+        checkpoint = latest_checkpoint(folder)
+        if checkpoint is None:
+            raise StoreError(f"run {run!r} has no checkpoint: is {folder} a training run folder?")
+    trained_on = _upstream_of(root, "runs", run, "tokens")
+    if trained_on is None:
+        raise StoreError(f"run {run!r} names no tokens version in its lineage (manifest upstream): it is not a "
+                         "pretrain run or a run fine-tuned from one")
+    tokens = tokens or trained_on
+    corpus = _upstream_of(root, "tokens", trained_on, "corpus")
+    tokenizer = _upstream_of(root, "tokens", tokens, "tokenizer")
+    if corpus is None or tokenizer is None:
+        raise StoreError(f"tokens version {trained_on!r} or {tokens!r} names no corpus/tokenizer upstream in its "
+                         "manifest")
+    return RunRef(label, run, checkpoint, tokens, trained_on, corpus,
+                  Path(root.version_url("tokenizer", tokenizer)) / "tokenizer.json")
+
+
+def load_language_model(checkpoint: Path, device: torch.device) -> GPT:
+    state = load_checkpoint(checkpoint)
+    model = GPT(GPTConfig(**state["model_config"]))
+    model.load_state_dict(state["model"])
+    return model.to(device).eval()
+
+
+def _device(name: str) -> torch.device:
+    return torch.device("cuda" if name == "auto" and torch.cuda.is_available() else "cpu" if name == "auto" else name)
+
+
+@task(name="evaluate-run")
+def evaluate_run(root: DataRoot, ref: RunRef, specs: list[TaskSpec], max_tokens: int | None, batch_size: int,
+                 device: str) -> dict:
+    """Perplexity on the tokens' validation split and every task's metrics for one checkpoint."""
+    dev = _device(device)
+    model = load_language_model(ref.checkpoint, dev)
+    encoder = load_encoder(ref.tokenizer_json)
+    tokens_folder = Path(root.version_url("tokens", ref.tokens))
+    run_folder = Path(root.version_url("runs", ref.run))
+    result = {"run": ref.run, "checkpoint": ref.checkpoint.relative_to(ref.checkpoint.parent.parent).as_posix(),
+              "tokens": ref.tokens, "trained_on": ref.trained_on, "corpus": ref.corpus,
+              "perplexity": evaluate_perplexity(model, tokens_folder, encoder, "val", batch_size=batch_size,
+                                                max_tokens=max_tokens, device=dev).as_dict(),
+              "tasks": {}, "skipped": {}}
+    for spec in specs:
+        data = read_task(spec)
+        if spec.type == "multiple_choice":
+            metrics = evaluate_multiple_choice(model, encoder, data.records, spec.delimiter, batch_size, dev)
+        elif spec.type == "lambada":
+            metrics = evaluate_last_word(model, encoder, data.records, batch_size, dev)
+        elif spec.type == "completion":
+            config = CompletionConfig(spec.prompt, spec.max_new_tokens, spec.top_k, spec.stop, spec.seed)
+            metrics = evaluate_completion(model, encoder, data.records, config, dev)
+        elif not (run_folder / FINETUNE_TASK_FILE).is_file():
+            result["skipped"][spec.name] = "not a finetune run: a fine-tuned head's task needs one"
+            continue
+        else:
+            metrics = evaluate_task(run_folder, data.examples, batch_size, device)
+        result["tasks"][spec.name] = {"type": spec.type, "metrics": metrics, "rejects": data.rejects}
+    return result
+
+
+# -- contamination ------------------------------------------------------------------------------------------------
+
+
+def filter_cache_path(root: DataRoot, corpus: str, validation_fraction: float, false_positive_rate: float) -> Path:
+    """Where a pretraining-text Bloom filter is kept: keyed by the corpus checksum and the split rule (which
+    documents are training text), so any later evaluation of a run trained on the same text reuses it."""
+    checksum = root.read_manifest("corpus", corpus)["checksum"]
+    cache = root.work_dir(STAGE, "cache").parent / ".cache"  # local: <data root>/eval/.cache, else GPTFORGE_CACHE
+    return cache / f"ngram{NGRAM}-{checksum[:16]}-train{validation_fraction:g}-p{false_positive_rate:g}.npz"
+
+
+@task(name="pretraining-ngram-filter")
+def pretraining_filter(root: DataRoot, trained_on: str, corpus: str, false_positive_rate: float) -> str:
+    """Build (or reuse) the Bloom filter of the 8-grams of a tokens version's training documents; returns its path.
+
+    The training split is the corpus minus the documents whose doc_id hash puts them in the validation split
+    (``gptcore.shards.split_of``), so a held-out document is not counted as seen.
+    """
+    fraction = read_index(root.version_url("tokens", trained_on)).split_rule.validation_fraction
+    path = filter_cache_path(root, corpus, fraction, false_positive_rate)
+    if not path.is_file():
+        files = sorted(Path(root.version_url("corpus", corpus)).glob("data/*.parquet"))
+        if not files:
+            raise StoreError(f"corpus version {corpus!r} has no data/*.parquet files to check contamination against")
+        build_corpus_filter(files, NGRAM, false_positive_rate,
+                            keep=lambda doc_id: split_of(doc_id, fraction) == "train").save(path)
+    return str(path)
+
+
+@task(name="measure-contamination")
+def measure_contamination(filter_path: str, specs: list[TaskSpec]) -> dict[str, dict]:
+    """Per task: the fraction of its 8-grams in the corpus filter and of its examples with any."""
+    bloom = BloomFilter.load(filter_path)
+    return {spec.name: measure_overlap(bloom, (example_texts(r) for r in read_task(spec).records)).as_dict()
+            for spec in specs}
+
+
+# -- the flow -----------------------------------------------------------------------------------------------------
+
+
+@flow(name="evaluate", log_prints=True)
+def evaluate(
+    runs: list[str],
+    tasks: list[dict] | None = None,
+    tokens: str | None = None,
+    contamination: bool = True,
+    version: str | None = None,
+    data_root: str | None = None,
+    max_tokens: int | None = None,
+    batch_size: int = 16,
+    device: str = "auto",
+    false_positive_rate: float = 1e-3,
+) -> str:
+    """Evaluate checkpoints of runs on perplexity and tasks; returns the eval version folder.
+
+    ``runs``: run ids (``"<run>@<checkpoint file>"`` for a checkpoint other than the latest). ``tokens``: the tokens
+    version whose validation split gives perplexity / bits per byte (default: each run's own). ``tasks``: dicts with
+    ``name``, ``type`` (multiple_choice | lambada | completion | finetuned), ``path`` and the options of
+    ``TaskSpec`` (``reader``, ``prompt``, ``max_new_tokens``, ``top_k``, ``stop``, ``delimiter``, ``task``).
+    ``max_tokens`` caps the validation tokens scored (all by default).
+    """
+    logger = get_run_logger()
+    if not runs:
+        raise ValueError("evaluate needs at least one run id in runs=[...]")
+    root = DataRoot.from_env(data_root)
+    specs = [TaskSpec.from_dict(t) for t in tasks or []]
+    if len({s.name for s in specs}) != len(specs):
+        raise ValueError(f"task names must be unique, got {[s.name for s in specs]}")
+    refs = [resolve_run(root, label, tokens) for label in runs]
+    inputs = [{**input_file(s.path, "task"), "task": s.name} for s in specs]
+    run_versions = list(dict.fromkeys(r.run for r in refs))
+    upstream = [upstream_version(root, "runs", r) for r in run_versions]
+    parameters = {"runs": runs, "tokens": tokens, "tasks": [asdict(s) for s in specs], "contamination": contamination,
+                  "max_tokens": max_tokens, "batch_size": batch_size, "false_positive_rate": false_positive_rate,
+                  "inputs": {i["task"]: i["sha256"] for i in inputs},
+                  "run_checksums": {u["version"]: u["checksum"] for u in upstream}}
+    started = start_version(root, STAGE, version, parameters)
+    out = started.out
+    out.mkdir(parents=True, exist_ok=True)
+
+    results = {"version": started.name, "tasks": {s.name: {**asdict(s), "sha256": parameters["inputs"][s.name]}
+                                                  for s in specs}, "runs": {}}
+    for ref in refs:
+        logger.info("evaluating %s (%s) on tokens %s and %d task(s)", ref.label, ref.checkpoint.name, ref.tokens,
+                    len(specs))
+        results["runs"][ref.label] = evaluate_run(root, ref, specs, max_tokens, batch_size, device)
+    if contamination and specs:
+        for trained_on, corpus in dict.fromkeys((r.trained_on, r.corpus) for r in refs):
+            overlap = measure_contamination(pretraining_filter(root, trained_on, corpus, false_positive_rate), specs)
+            for ref in refs:
+                if ref.trained_on == trained_on:
+                    for name, found in overlap.items():
+                        if name in results["runs"][ref.label]["tasks"]:  # not when skipped for this run
+                            results["runs"][ref.label]["tasks"][name]["contamination"] = found
+    atomic_write_json(out / RESULTS, results)
+
+    report = validate_results(results)
+    earlier = [_published_results(root, v) for v in root.versions(STAGE)]
+    best = comparison_rows([*earlier, results])
+    (out / COMPARISON).write_text(comparison_markdown(best))
+    counts = {"runs": len(refs), "tasks": len(specs), "metrics": len(metric_rows(results))}
+    manifest = write_manifest(out, STAGE, started.name, parameters, [*upstream, *inputs], counts)
+    create_table_artifact(best, key=artifact_key(STAGE, started.name, "comparison"),
+                          description="Best run per task and metric, this and earlier eval versions")
+    url = finish_version(root, started, manifest, report, metric_rows(results),
+                         asset_deps=[root.asset_key("runs", r) for r in run_versions],
+                         description=f"evaluation of {', '.join(runs)}")
+    for row in best:
+        logger.info("best on %s %s: %s (%s)", row["task"], row["metric"], row["best"], row["value"])
+    return url
+
+
+def _published_results(root: DataRoot, version: str) -> dict:
+    with root.fs.open(f"{root.version_url(STAGE, version)}/{RESULTS}", "rb") as fh:
+        return json.loads(fh.read())
