@@ -77,14 +77,18 @@ def test_the_loss_curve_is_drawn_into_the_run_and_an_artifact(tokens_root, prefe
 def test_a_killed_pretrain_flow_resumes_to_the_losses_of_an_uninterrupted_run(tokens_root, prefect_harness):
     from prefect.settings import PREFECT_API_URL
 
-    from flows.pretrain import pretrain
-
     params = {**TRAIN, "max_steps": 60, "checkpoint_every": 10, "eval_every": 30}
-    whole = Path(pretrain(run="whole", data_root=tokens_root.url, **params))
-    argv = [sys.executable, "-m", "flows.cli", "run", "pretrain", "-prun=\"killed\""] + [
-        f"-p{k}={json.dumps(v)}" for k, v in params.items()]
     env = os.environ | {"GPTFORGE_DATA": tokens_root.url, "PREFECT_API_URL": PREFECT_API_URL.value()}
-    proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+
+    def argv(run: str) -> list[str]:
+        # Every run in its own process, as deployed: same thread settings, so float sums add up the same way.
+        return [sys.executable, "-m", "flows.cli", "run", "pretrain", f"-prun={json.dumps(run)}"] + [
+            f"-p{k}={json.dumps(v)}" for k, v in params.items()]
+
+    whole = subprocess.run(argv("whole"), env=env, capture_output=True, text=True, timeout=300)
+    assert whole.returncode == 0, whole.stderr[-3000:]
+    proc = subprocess.Popen(argv("killed"), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
     work = Path(tokens_root.url) / "runs" / ".killed.partial"
     deadline = time.monotonic() + 120
     while not list(work.glob("out/checkpoints/step_000020.pt")) and time.monotonic() < deadline and proc.poll() is None:
@@ -93,10 +97,11 @@ def test_a_killed_pretrain_flow_resumes_to_the_losses_of_an_uninterrupted_run(to
     proc.wait()
     assert not (Path(tokens_root.url) / "runs" / "killed").exists(), "the kill came too late to test resuming"
 
-    resumed = Path(pretrain(run="killed", data_root=tokens_root.url, **params))
-    losses = [(m["step"], m["loss"]) for m in _metrics(resumed)]
+    resumed = subprocess.run(argv("killed"), env=env, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    losses = [(m["step"], m["loss"]) for m in _metrics(Path(tokens_root.version_url("runs", "killed")))]
     assert [step for step, _ in losses] == list(range(1, 61)), "every step once: no gap, no duplicate"
-    assert losses == [(m["step"], m["loss"]) for m in _metrics(whole)]
+    assert losses == [(m["step"], m["loss"]) for m in _metrics(Path(tokens_root.version_url("runs", "whole")))]
     assert not work.exists()
 
 

@@ -1,0 +1,76 @@
+"""Scheduled retraining: new dumps become a challenger that is promoted only when it beats the champion."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.test_pipeline import PRETRAIN
+
+QUALITY = {"min_alpha_word_fraction": 0.5, "max_duplicate_line_fraction": 0.9,
+           "max_duplicate_line_char_fraction": 0.9, "max_duplicate_paragraph_fraction": 0.9,
+           "max_duplicate_paragraph_char_fraction": 0.9,
+           "max_duplicate_ngram_char_fraction": [[n, 0.9] for n in range(5, 11)]}
+
+
+@pytest.fixture(scope="module")
+def web(tmp_path_factory):
+    """A loopback site of pydoc pages; each dump links a different half of it."""
+    from flows.demo.dump import write_demo_dump
+    from flows.demo.server import DemoServer
+    from flows.demo.site import build_site
+
+    folder = tmp_path_factory.mktemp("web")
+    pages = [p for p in build_site(folder / "site", n_pages=40) if p.kind == "page"]
+    with DemoServer(folder / "site") as server:
+        def drop(name: str, part: list) -> Path:
+            (folder / "dumps").mkdir(exist_ok=True)
+            write_demo_dump(folder / "dumps" / name, server.base_url, part, seed=0)
+            return folder / "dumps"
+        yield {"drop": drop, "pages": pages}
+
+
+def parameters(**pretrain) -> dict:
+    return {"corpus": {"allow_hosts": ["127.0.0.1"], "quality": QUALITY, "connect_timeout_s": 2.0,
+                       "read_timeout_s": 2.0},
+            "tokenizer": {"vocab_size": 512, "holdout_fraction": 0.2},
+            "tokens": {"validation_fraction": 0.2},
+            "pretrain": {**PRETRAIN, **pretrain}}
+
+
+def test_two_cycles_promote_the_first_model_and_keep_it_against_a_worse_one(web, tmp_path, prefect_harness):
+    from flows.registry import Registry
+    from flows.retrain import retrain
+    from flows.store import DataRoot
+
+    root = DataRoot.from_env(str(tmp_path / "data"))
+    half = len(web["pages"]) // 2
+    dumps = web["drop"]("RS_2019-06.zst", web["pages"][:half])
+
+    first = retrain(dumps_dir=str(dumps), registry="weekly", data_root=root.url, **parameters(max_steps=160))
+    assert first["decision"] == "promoted" and first["reason"] == "no champion yet"
+    champion = Registry.load(root, "weekly").champion
+    assert champion["cycle"] == "weekly-0001" and champion["pretrain"] == "weekly-0001"
+
+    # Nothing new: nothing trained, and the registry says so.
+    idle = retrain(dumps_dir=str(dumps), registry="weekly", data_root=root.url, **parameters())
+    assert idle["decision"] == "nothing-new"
+
+    # A new dump, and a challenger trained from scratch for three quarters of the budget: worse, so not promoted.
+    web["drop"]("RS_2019-07.zst", web["pages"][half:])
+    second = retrain(dumps_dir=str(dumps), registry="weekly", data_root=root.url, continue_from_champion=False,
+                     **parameters(max_steps=120))
+    assert second["decision"] == "kept", second
+    assert second["challenger_value"] > second["champion_value"]
+    registry = Registry.load(root, "weekly")
+    assert registry.champion == champion, "a worse challenger never replaces the champion"
+    assert [h["decision"] for h in registry.history] == ["promoted", "nothing-new", "kept"]
+    assert set(registry.dumps_seen) == {"RS_2019-06.zst", "RS_2019-07.zst"}
+
+    # The challenger reused the champion's tokenizer and its corpus was deduplicated against the first one.
+    tokens = json.loads((Path(root.url) / "tokens" / "weekly-0002" / "manifest.json").read_text())
+    assert tokens["parameters"]["tokenizer"] == "weekly-0001"
+    assert not (Path(root.url) / "tokenizer" / "weekly-0002").exists()
+    results = json.loads((Path(root.url) / "eval" / "weekly-0002" / "results.json").read_text())
+    assert set(results["runs"]) == {"weekly-0001", "weekly-0002"}
