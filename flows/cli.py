@@ -96,6 +96,13 @@ def cmd_generate(args: argparse.Namespace) -> None:
     print(sample_from_run(args.run, args.prompt, args.max_new_tokens, args.temperature, args.top_k, args.top_p, args.seed))
 
 
+def cmd_champion(args: argparse.Namespace) -> None:
+    from flows.registry import Registry, format_registry
+    from flows.store import DataRoot
+
+    print(format_registry(Registry.load(DataRoot.from_env(args.data_root), args.registry)))
+
+
 def cmd_demo(args: argparse.Namespace) -> None:
     from flows.demo.run import run_demo
 
@@ -110,7 +117,8 @@ def main(argv: list[str] | None = None) -> None:
     sub.add_parser("status", help="is the local stack running; which deployments it serves").set_defaults(fn=cmd_status)
     sub.add_parser("env", help="print the exports that point the prefect CLI at the local stack").set_defaults(fn=cmd_env)
     run = sub.add_parser("run", help="run a stage flow in-process; prints the output version folder last")
-    run.add_argument("stage", help="build-corpus, train-tokenizer, tokenize, pretrain")
+    run.add_argument("stage", help="build-corpus, train-tokenizer, tokenize, pretrain, finetune, evaluate, pipeline, "
+                     "retrain")
     run.add_argument("-p", "--param", action="append", default=[], metavar="KEY=VALUE", help="flow parameter (JSON value)")
     run.set_defaults(fn=cmd_run)
     lineage = sub.add_parser("lineage", help="print where a version came from, from the manifests alone")
@@ -130,6 +138,10 @@ def main(argv: list[str] | None = None) -> None:
     gen.add_argument("--top-p", type=float, default=None)
     gen.add_argument("--seed", type=int, default=0)
     gen.set_defaults(fn=cmd_generate)
+    champion = sub.add_parser("champion", help="the champion registry of scheduled retraining, with its history")
+    champion.add_argument("--registry", default="weekly", help="registry name (the retrain flow's `registry`)")
+    champion.add_argument("--data-root", default=None, help="default: GPTFORGE_DATA")
+    champion.set_defaults(fn=cmd_champion)
     demo = sub.add_parser("demo", help="build the embedded demo through the local stack's deployments")
     demo.add_argument("--keep-stack", action="store_true", help="leave the local stack running afterwards")
     demo.set_defaults(fn=cmd_demo)

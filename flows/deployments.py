@@ -1,27 +1,64 @@
-"""Every deployment `gptforge up` serves: ``<flow>/local`` for each stage flow that exists.
+"""Every deployment `gptforge up` serves: ``<flow>/local`` for each flow, ``pipeline/demo`` (the embedded demo's
+parameters) and ``retrain/weekly`` (a cron schedule, one run at a time).
 
 Run as ``python -m flows.deployments`` (the serve process the local stack starts). Work-pool deployments for
 shared servers live in ``deploy/prefect.yaml``.
 """
 from __future__ import annotations
 
+import os
+
 from prefect import serve
+from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy
 from prefect.flows import Flow
+
+# Monday 03:00 in the server's time zone; override with GPTFORGE_RETRAIN_CRON.
+RETRAIN_CRON = "0 3 * * 1"
 
 
 def stage_flows() -> list[Flow]:
-    """The stage flows, in recipe order (later stages join this list as they are built)."""
+    """The flows, in recipe order, each served as ``<flow>/local``."""
     from flows.build_corpus import build_corpus
+    from flows.evaluate import evaluate
+    from flows.finetune import finetune
+    from flows.pipeline import pipeline
     from flows.pretrain import pretrain
+    from flows.retrain import retrain
     from flows.tokenize_corpus import tokenize
     from flows.train_tokenizer import train_tokenizer
 
-    return [build_corpus, train_tokenizer, tokenize, pretrain]
+    return [build_corpus, train_tokenizer, tokenize, pretrain, finetune, evaluate, pipeline, retrain]
+
+
+def _summary(f: Flow) -> str:
+    return (f.description or "").strip().split("\n")[0]
 
 
 def local_deployments() -> list:
-    return [f.to_deployment(name="local", tags=["gptforge", "local"],
-                            description=(f.description or "").strip().split("\n")[0]) for f in stage_flows()]
+    from flows.demo.run import DEMO_PIPELINE
+    from flows.pipeline import pipeline
+    from flows.retrain import retrain
+    from flows.store import DataRoot
+
+    deployments = [f.to_deployment(name="local", tags=["gptforge", "local"], description=_summary(f))
+                   for f in stage_flows() if f is not retrain]
+    deployments.append(pipeline.to_deployment(
+        name="demo", tags=["gptforge", "demo"], parameters=DEMO_PIPELINE,
+        description="The embedded demo: a loopback web of pydoc pages through every stage (`gptforge demo`)."))
+    # One retraining at a time: a run that comes due while one is running waits for it (ENQUEUE), so no dump is
+    # consumed twice and the champion is never decided by two runs at once.
+    dumps = os.environ.get("GPTFORGE_DUMPS") or f"{DataRoot.from_env().url}/incoming"
+    deployments.append(retrain.to_deployment(
+        name="weekly", tags=["gptforge", "retrain"], cron=os.environ.get("GPTFORGE_RETRAIN_CRON", RETRAIN_CRON),
+        parameters={"dumps_dir": dumps, "registry": "weekly"},
+        concurrency_limit=ConcurrencyLimitConfig(limit=1, collision_strategy=ConcurrencyLimitStrategy.ENQUEUE),
+        description=f"Weekly retraining over new dumps in {dumps}; promotes only a better model."))
+    return deployments
+
+
+def served_names() -> list[str]:
+    """What ``gptforge up`` waits for."""
+    return [f"{f.name}/local" for f in stage_flows() if f.name != "retrain"] + ["pipeline/demo", "retrain/weekly"]
 
 
 def main() -> None:

@@ -151,7 +151,7 @@ def _upstream_of(root: DataRoot, stage: str, version: str, wanted: str) -> str |
 
 def resolve_run(root: DataRoot, label: str, tokens: str | None) -> RunRef:
     run, _, checkpoint_name = label.partition("@")
-    folder = Path(root.version_url("runs", run))
+    folder = root.local_version("runs", run)
     root.read_manifest("runs", run)  # raises with the published runs when it does not exist
     if checkpoint_name:
         checkpoint = folder / CHECKPOINT_DIR / checkpoint_name
@@ -173,7 +173,7 @@ def resolve_run(root: DataRoot, label: str, tokens: str | None) -> RunRef:
         raise StoreError(f"tokens version {trained_on!r} or {tokens!r} names no corpus/tokenizer upstream in its "
                          "manifest")
     return RunRef(label, run, checkpoint, tokens, trained_on, corpus,
-                  Path(root.version_url("tokenizer", tokenizer)) / "tokenizer.json")
+                  root.local_version("tokenizer", tokenizer) / "tokenizer.json")
 
 
 def load_language_model(checkpoint: Path, device: torch.device) -> GPT:
@@ -194,8 +194,8 @@ def evaluate_run(root: DataRoot, ref: RunRef, specs: list[TaskSpec], max_tokens:
     dev = _device(device)
     model = load_language_model(ref.checkpoint, dev)
     encoder = load_encoder(ref.tokenizer_json)
-    tokens_folder = Path(root.version_url("tokens", ref.tokens))
-    run_folder = Path(root.version_url("runs", ref.run))
+    tokens_folder = root.local_version("tokens", ref.tokens)
+    run_folder = root.local_version("runs", ref.run)
     result = {"run": ref.run, "checkpoint": ref.checkpoint.relative_to(ref.checkpoint.parent.parent).as_posix(),
               "tokens": ref.tokens, "trained_on": ref.trained_on, "corpus": ref.corpus,
               "perplexity": evaluate_perplexity(model, tokens_folder, encoder, "val", batch_size=batch_size,
@@ -237,10 +237,10 @@ def pretraining_filter(root: DataRoot, trained_on: str, corpus: str, false_posit
     The training split is the corpus minus the documents whose doc_id hash puts them in the validation split
     (``gptcore.shards.split_of``), so a held-out document is not counted as seen.
     """
-    fraction = read_index(root.version_url("tokens", trained_on)).split_rule.validation_fraction
+    fraction = read_index(root.local_version("tokens", trained_on)).split_rule.validation_fraction
     path = filter_cache_path(root, corpus, fraction, false_positive_rate)
     if not path.is_file():
-        files = sorted(Path(root.version_url("corpus", corpus)).glob("data/*.parquet"))
+        files = sorted(root.local_version("corpus", corpus).glob("data/*.parquet"))
         if not files:
             raise StoreError(f"corpus version {corpus!r} has no data/*.parquet files to check contamination against")
         build_corpus_filter(files, NGRAM, false_positive_rate,

@@ -23,6 +23,7 @@ from prefect.logging import get_run_logger
 
 from data_contracts.finetune import overlapping_examples, validate_inputs, validate_outputs
 from data_contracts.gate import GateFailed, GateReport
+from flows.gpu import gpu_slot
 from flows.lineage import input_file, upstream_version, write_manifest
 from flows.sample import tokenizer_of_run
 from flows.stage import finish_version, start_version
@@ -90,7 +91,8 @@ def check_inputs(spec: TaskSpec, train: TaskData, test: TaskData) -> GateReport:
 @task(name="fine-tune-model", cache_policy=NO_CACHE)
 def train_task_model(pretrained: Path, tokenizer: Path, spec: TaskSpec, train: TaskData, config: FinetuneConfig,
                      out: Path) -> dict:
-    result = finetune_model(pretrained, tokenizer, spec, train.examples, config, out, resume=True)
+    with gpu_slot():
+        result = finetune_model(pretrained, tokenizer, spec, train.examples, config, out, resume=True)
     return {"step": result.step, "total_steps": result.total_steps, "loss": result.loss,
             "elapsed_s": round(result.elapsed_s, 1), "checkpoint": str(result.checkpoint.relative_to(out))}
 
@@ -139,8 +141,8 @@ def finetune(
     root = DataRoot.from_env(data_root)
     pretrained = pretrained or newest_pretrain_run(root)
     pretrained_up = upstream_version(root, STAGE, pretrained)
-    pretrained_folder = Path(root.version_url(STAGE, pretrained))
-    tokenizer = tokenizer_of_run(pretrained_folder)
+    pretrained_folder = root.local_version(STAGE, pretrained)
+    tokenizer = tokenizer_of_run(pretrained_folder, root)
     config = FinetuneConfig(lr=lr, batch_size=batch_size, epochs=epochs, warmup_fraction=warmup_fraction,
                             aux_lm_weight=aux_lm_weight, clf_dropout=clf_dropout, weight_decay=weight_decay,
                             max_steps=max_steps, max_len=max_len, init=init, precision=precision,

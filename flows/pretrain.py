@@ -24,6 +24,7 @@ from prefect.logging import get_run_logger
 
 from data_contracts.pretrain import validate_run
 from flows.charts import line_chart_svg, svg_markdown_image
+from flows.gpu import gpu_slot
 from flows.lineage import upstream_version, write_manifest
 from flows.stage import artifact_key, finish_version, resolve_version, start_version
 from flows.store import DataRoot
@@ -74,8 +75,9 @@ def _result_summary(result) -> dict:
 def train_model(model_config, train_config: TrainConfig, tokens_folder: Path, out: Path) -> dict:
     """Run (or resume) training in this process into ``out``, reporting progress to Prefect."""
     progress = _Progress(train_config.max_steps)
-    result = train(model_config, train_config, tokens_folder, out, resume=True,
-                   log=lambda metrics: progress(metrics["step"]))
+    with gpu_slot():
+        result = train(model_config, train_config, tokens_folder, out, resume=True,
+                       log=lambda metrics: progress(metrics["step"]))
     progress(result.step, force=True)
     return _result_summary(result)
 
@@ -95,7 +97,8 @@ def train_model_torchrun(model_config, train_config: TrainConfig, tokens_folder:
                str(nproc_per_node), "-m", "gptcore.train", "--tokens", str(tokens_folder), "--out", str(out),
                "--config", str(out / LAUNCH_CONFIG)]
     progress = _Progress(train_config.max_steps)
-    with open(out / TORCHRUN_LOG, "ab") as log, subprocess.Popen(command, stdout=subprocess.PIPE, stderr=log) as proc:
+    with gpu_slot(), open(out / TORCHRUN_LOG, "ab") as log, \
+            subprocess.Popen(command, stdout=subprocess.PIPE, stderr=log) as proc:
         stdout = b""
         while proc.poll() is None:
             time.sleep(1.0)
@@ -177,13 +180,13 @@ def pretrain(
     logger = get_run_logger()
     root = DataRoot.from_env(data_root)
     tokens = resolve_version(root, "tokens", tokens, "pretrain")
-    tokens_folder = Path(root.version_url("tokens", tokens))
+    tokens_folder = root.local_version("tokens", tokens)
     vocab_size = TokenDataset(tokens_folder, "train").index.vocab_size
     init_up, init_checkpoint = None, None
     if init_from is not None:
         init_up = upstream_version(root, STAGE, init_from)
         init_manifest = root.read_manifest(STAGE, init_from)
-        init_checkpoint = str(Path(root.version_url(STAGE, init_from)) / init_manifest["counts"]["checkpoint"])
+        init_checkpoint = str(root.local_version(STAGE, init_from) / init_manifest["counts"]["checkpoint"])
         model_config = GPTConfig(**init_manifest["parameters"]["model"])
         if model_config.vocab_size != vocab_size:
             raise ValueError(f"init_from run {init_from!r} has vocab_size {model_config.vocab_size} but tokens "

@@ -14,12 +14,13 @@ from gptcore.generate import generate
 from gptcore.model import GPT, GPTConfig
 
 
-def tokenizer_of_run(run: Path) -> Path:
-    """runs/<id> → its tokens version → that version's tokenizer.json, from the manifests alone."""
-    root = DataRoot.from_env(str(run.parent.parent))
+def tokenizer_of_run(run: Path, root: DataRoot | None = None) -> Path:
+    """runs/<id> → its tokens version → that version's tokenizer.json, from the manifests alone. ``root`` is the
+    data root the run belongs to (default: the folder two levels up, for a run inside a local root)."""
+    root = root or DataRoot.from_env(str(run.parent.parent))
     tokens = next(u for u in json.loads((run / "manifest.json").read_text())["upstream"] if u.get("stage") == "tokens")
     tokenizer = next(u for u in root.read_manifest("tokens", tokens["version"])["upstream"] if u.get("stage") == "tokenizer")
-    return Path(root.version_url("tokenizer", tokenizer["version"])) / "tokenizer.json"
+    return root.local_version("tokenizer", tokenizer["version"]) / "tokenizer.json"
 
 
 def sample_from_run(run: str | Path, prompt: str, max_new_tokens: int = 100, temperature: float = 0.8,

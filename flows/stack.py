@@ -90,9 +90,17 @@ class Stack:
             self._start("server", [sys.executable, "-m", "prefect", "server", "start", "--host", HOST,
                                    "--port", str(self.port), "--analytics-off"])
         self._wait(self.healthy, timeout_s, "server", "the Prefect server to answer")
+        self._ensure_gpu_limit()
         if self._pid("serve") is None:
             self._start("serve", [sys.executable, "-m", "flows.deployments"])
         self._wait(self.deployments_ready, timeout_s, "serve", "the deployments to be served")
+
+    def _ensure_gpu_limit(self) -> None:
+        from flows.gpu import ensure_gpu_limit
+        from prefect.settings import PREFECT_API_URL, temporary_settings
+
+        with temporary_settings({PREFECT_API_URL: self.api_url}):
+            ensure_gpu_limit()
 
     def _wait(self, ready, timeout_s: float, name: str, what: str) -> None:
         deadline = time.monotonic() + timeout_s
@@ -112,10 +120,10 @@ class Stack:
             return []
 
     def deployments_ready(self) -> bool:
-        from flows.deployments import stage_flows
+        from flows.deployments import served_names
 
         served = self.deployments()
-        return all(f"{f.name}/local" in served for f in stage_flows())
+        return all(name in served for name in served_names())
 
     def down(self) -> list[str]:
         """Stop the serve process, then the server; returns what was stopped."""

@@ -39,7 +39,7 @@ def parameters(**pretrain) -> dict:
             "pretrain": {**PRETRAIN, **pretrain}}
 
 
-def test_two_cycles_promote_the_first_model_and_keep_it_against_a_worse_one(web, tmp_path, prefect_harness):
+def test_two_cycles_promote_the_first_model_and_keep_it_against_a_worse_one(web, tmp_path, prefect_harness, capsys):
     from flows.registry import Registry
     from flows.retrain import retrain
     from flows.store import DataRoot
@@ -74,3 +74,12 @@ def test_two_cycles_promote_the_first_model_and_keep_it_against_a_worse_one(web,
     assert not (Path(root.url) / "tokenizer" / "weekly-0002").exists()
     results = json.loads((Path(root.url) / "eval" / "weekly-0002" / "results.json").read_text())
     assert set(results["runs"]) == {"weekly-0001", "weekly-0002"}
+
+    # The registry reads back as text.
+    from flows.cli import main
+
+    capsys.readouterr()
+    main(["champion", "--registry", "weekly", "--data-root", root.url])
+    printed = capsys.readouterr().out
+    assert printed.startswith("registry weekly: champion weekly-0001")
+    assert "weekly-0002" in printed and "kept" in printed and "nothing-new" in printed

@@ -91,6 +91,15 @@ def test_corpus_tokenizer_and_tokens_are_built_and_published_on_the_object_store
     assert json.loads((local / "index.json").read_text())["shards"]
     assert root.local_version("tokens", "v0001") == local  # downloaded once
 
+    # Training reads the tokens through the local cache and publishes the run to the store.
+    from flows.pretrain import pretrain
+
+    run = pretrain(data_root=url, preset="tiny", max_steps=30, warmup_steps=3, max_lr=3e-3, eval_every=15,
+                   eval_batches=2, checkpoint_every=15, batch_size=4)
+    assert run == f"{url}/runs/v0001"
+    assert root.read_manifest("runs", "v0001")["counts"]["step"] == 30
+    assert (root.local_version("runs", "v0001") / "loss_curve.svg").is_file()
+
 
 def publish_two_files(root: DataRoot, version: str) -> Path:
     from flows.lineage import write_manifest

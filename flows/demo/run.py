@@ -1,10 +1,11 @@
 """``gptforge demo``: the embedded default, run through the real local Prefect stack.
 
 Starts the stack (server + served deployments) unless it runs, builds the demo web from pydoc pages, serves it on
-127.0.0.1, writes a noisy Pushshift-style dump pointing at it, then runs ``build-corpus/local``,
-``train-tokenizer/local``, ``tokenize/local`` and ``pretrain/local`` through the server, following each run and
-printing a summary, and ends with a sample from the trained model.
-Every stage writes version ``demo``; a second demo reuses what exists.
+127.0.0.1, writes a noisy Pushshift-style dump pointing at it (pages held out of the dump become the evaluation
+tasks), then triggers the ``pipeline/demo`` deployment through the server — build-corpus → train-tokenizer →
+tokenize → pretrain → finetune → evaluate, each a child run — follows it, and prints a summary per stage, the
+evaluation table, a sample from the model and the run's UI link. Every stage writes version ``demo``; a second demo
+reuses what exists.
 """
 from __future__ import annotations
 
@@ -34,14 +35,31 @@ def prepare_inputs(folder: Path, base_url: str, slow_base_url: str, pages) -> tu
     return dump, write_demo_texts(folder / "texts")
 
 
-# The demo corpus is ~1 MB of text: a 4,096-id vocabulary is what it supports (GPT-2's 50,257 needs far more text),
-# and 5% held out / validation keeps a few documents on the other side of each split.
-TOKENIZER_PARAMETERS = {"version": DEMO_VERSION, "corpus": DEMO_VERSION, "vocab_size": 4096, "holdout_fraction": 0.05}
-TOKENS_PARAMETERS = {"version": DEMO_VERSION, "corpus": DEMO_VERSION, "tokenizer": DEMO_VERSION, "validation_fraction": 0.05}
-# About a minute of CPU training: enough to beat the unigram baseline clearly, not to write well.
-PRETRAIN_PARAMETERS = {"run": DEMO_VERSION, "tokens": DEMO_VERSION, "preset": "small-cpu", "max_steps": 300,
-                       "warmup_steps": 30, "max_lr": 1e-3, "batch_size": 8, "eval_every": 100, "eval_batches": 5,
-                       "checkpoint_every": 100}
+HELD_OUT_PAGES = 24  # pages the dump never links: the text of the evaluation and fine-tuning tasks
+
+# The pipeline/demo deployment's parameters; `gptforge demo` adds the corpus inputs it serves and the task files.
+DEMO_PIPELINE = {
+    "name": DEMO_VERSION,
+    # The demo corpus is ~1 MB of text: a 4,096-id vocabulary is what it supports (GPT-2's 50,257 needs far more
+    # text), and 5% held out / validation keeps a few documents on the other side of each split.
+    "tokenizer": {"vocab_size": 4096, "holdout_fraction": 0.05},
+    "tokens": {"validation_fraction": 0.05},
+    # About a minute of CPU training: enough to beat the unigram baseline clearly, not to write well.
+    "pretrain": {"preset": "small-cpu", "max_steps": 300, "warmup_steps": 30, "max_lr": 1e-3, "batch_size": 8,
+                 "eval_every": 100, "eval_batches": 5, "checkpoint_every": 100},
+}
+
+
+def pipeline_parameters(corpus: dict, tasks: dict[str, str]) -> dict:
+    """The whole demo: corpus inputs, the stages above, fine-tuning and evaluation on the held-out tasks."""
+    return {**DEMO_PIPELINE, "corpus": {k: v for k, v in corpus.items() if k != "version"},
+            "finetune": [{"name": "next-sentence", "task": "multiple_choice", "train": tasks["next_train"],
+                          "test": tasks["next_test"], "epochs": 3, "batch_size": 8, "lr": 2.5e-4, "max_len": 128}],
+            "evaluate": {"tasks": [
+                {"name": "next-sentence", "type": "multiple_choice", "path": tasks["next_test"]},
+                {"name": "next-sentence-finetuned", "type": "finetuned", "task": "multiple_choice",
+                 "path": tasks["next_test"]},
+                {"name": "last-word", "type": "lambada", "path": tasks["last_word"]}]}}
 
 
 def corpus_summary(manifest: dict) -> str:
@@ -68,15 +86,38 @@ def tokens_summary(manifest: dict) -> str:
 
 def run_summary(manifest: dict) -> str:
     c = manifest["counts"]
+    if "unigram_entropy" not in c:  # a fine-tuning run
+        metrics = ", ".join(f"{k.removeprefix('test_')} {v:.3f}" for k, v in c.items()
+                            if k.startswith("test_") and isinstance(v, float))
+        return f"run {manifest['version']} (fine-tuned): {c.get('step', '?')} steps; test {metrics}"
     return (f"run {manifest['version']}: {c['step']} steps, {c['tokens_seen']:,} tokens in {c['elapsed_s']} s; "
             f"loss {c['loss']:.3f}, validation loss {c['val_loss']:.3f} (unigram baseline {c['unigram_entropy']:.3f})")
+
+
+def eval_summary(root, version: str) -> str:
+    import json
+
+    with root.fs.open(f"{root.version_url('eval', version)}/results.json", "rb") as fh:
+        results = json.loads(fh.read())
+    lines = [f"eval {version}:"]
+    for label, run in results["runs"].items():
+        ppl = run["perplexity"]
+        lines.append(f"  {label}: validation perplexity {ppl['perplexity']:.1f}, {ppl['bits_per_byte']:.3f} bits/byte")
+        for name, task in run["tasks"].items():
+            shown = {k: v for k, v in task["metrics"].items() if isinstance(v, float) and k != "chance"}
+            chance = task["metrics"].get("chance")
+            overlap = (task.get("contamination") or {}).get("ngram_fraction")
+            lines.append(f"    {name}: " + ", ".join(f"{k} {v:.3f}" for k, v in list(shown.items())[:4])
+                         + (f" (chance {chance:.2f})" if chance is not None else "")
+                         + (f"; 8-gram overlap with pretraining {overlap:.3f}" if overlap is not None else ""))
+    return "\n".join(lines)
 
 
 SUMMARIES = {"corpus": corpus_summary, "tokenizer": tokenizer_summary, "tokens": tokens_summary, "runs": run_summary}
 
 
 def run_demo(keep_stack: bool = False) -> str:
-    """Build the demo corpus through the local stack; returns the corpus folder (printed last by the CLI)."""
+    """Run the whole demo through the local stack; returns the evaluation folder (printed last by the CLI)."""
     from flows.stack import Stack
     from flows.store import DataRoot
 
@@ -94,40 +135,46 @@ def run_demo(keep_stack: bool = False) -> str:
             print("stopped the local stack it started (`gptforge up` keeps one running; `gptforge down` stops it)")
 
 
-def _run(stack, root, stage: str, deployment: str, parameters: dict) -> None:
-    """Run one stage's deployment through the server unless its demo version exists; print its summary."""
-    from prefect.deployments import run_deployment
+def _site(folder: Path):
+    """The demo web (built once), split into the pages the dump links and the pages held out for the tasks."""
+    from flows.demo.site import SITE_MANIFEST, build_site, read_site
 
-    if root.exists(stage, DEMO_VERSION):
-        print(f"reusing {root.version_url(stage, DEMO_VERSION)} (delete it to rebuild)")
-    else:
-        run = run_deployment(deployment, parameters=parameters, timeout=None)
-        url = f"{stack.ui_url}/runs/flow-run/{run.id}"
-        if not run.state.is_completed():
-            raise SystemExit(f"{deployment} run {run.name} ended {run.state.name}: {run.state.message}\nsee {url}")
-        print(f"{deployment}: {url}")
-    print(SUMMARIES[stage](root.read_manifest(stage, DEMO_VERSION)))
+    site = folder / "site"
+    pages = read_site(site) if (site / SITE_MANIFEST).is_file() else build_site(site)
+    held = [p for p in pages if p.kind == "page"][-HELD_OUT_PAGES:]
+    held_paths = {p.path for p in held}
+    linked = [p for p in pages if p.path not in held_paths and p.duplicate_of not in held_paths]
+    return site, linked, held
 
 
 def _build(stack, root) -> str:
-    from flows.demo.server import DemoServer
-    from flows.demo.site import build_site
+    from prefect.deployments import run_deployment
 
-    if not root.exists("corpus", DEMO_VERSION):
-        folder = stack.state / "demo"
-        pages = build_site(folder / "site")
-        with DemoServer(folder / "site") as server, DemoServer(folder / "site", delay_s=5.0) as slow:
-            dump, texts = prepare_inputs(folder, server.base_url, slow.base_url, pages)
-            print(f"demo web: {len(pages)} pages on {server.base_url}; dump {dump}")
-            _run(stack, root, "corpus", "build-corpus/local", demo_parameters(dump, texts))
-    else:
-        _run(stack, root, "corpus", "build-corpus/local", {})
-    _run(stack, root, "tokenizer", "train-tokenizer/local", TOKENIZER_PARAMETERS)
-    _run(stack, root, "tokens", "tokenize/local", TOKENS_PARAMETERS)
-    _run(stack, root, "runs", "pretrain/local", PRETRAIN_PARAMETERS)
+    from flows.demo.server import DemoServer
+    from flows.demo.tasks import held_out_texts, write_demo_tasks
+
+    folder = stack.state / "demo"
+    site, linked, held = _site(folder)
+    tasks_dir = folder / "tasks"
+    tasks = ({p.stem: str(p) for p in tasks_dir.glob("*.jsonl")} if (tasks_dir / "last_word.jsonl").is_file()
+             else write_demo_tasks(held_out_texts(site, held), tasks_dir))
+    with DemoServer(site) as server, DemoServer(site, delay_s=5.0) as slow:
+        dump, texts = prepare_inputs(folder, server.base_url, slow.base_url, linked)
+        print(f"demo web: {len(linked)} pages linked on {server.base_url} ({len(held)} held out for the tasks); "
+              f"dump {dump}")
+        print("running pipeline/demo through the server (follow it in the UI) …")
+        run = run_deployment("pipeline/demo", parameters=pipeline_parameters(demo_parameters(dump, texts), tasks),
+                             timeout=None)
+    url = f"{stack.ui_url}/runs/flow-run/{run.id}"
+    if not run.state.is_completed():
+        raise SystemExit(f"pipeline/demo run {run.name} ended {run.state.name}: {run.state.message}\nsee {url}")
+    for stage in ("corpus", "tokenizer", "tokens", "runs"):
+        print(SUMMARIES[stage](root.read_manifest(stage, DEMO_VERSION)))
+    print(run_summary(root.read_manifest("runs", f"{DEMO_VERSION}-next-sentence")))
+    print(eval_summary(root, DEMO_VERSION))
     from flows.sample import sample_from_run
 
-    run = root.version_url("runs", DEMO_VERSION)
-    print("sample: " + repr(sample_from_run(run, "The module", max_new_tokens=40)))
+    print("sample: " + repr(sample_from_run(root.version_url("runs", DEMO_VERSION), "The module", max_new_tokens=40)))
+    print(f"pipeline run: {url}")
     print(f"Prefect UI: {stack.ui_url}")
-    return run
+    return root.version_url("eval", DEMO_VERSION)

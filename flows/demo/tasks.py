@@ -1,0 +1,47 @@
+"""Evaluation and fine-tuning tasks for the demo, derived from pages the demo crawl never fetches.
+
+The demo web holds more pages than its dump links; the unlinked ones are held out of the corpus, so tasks built
+from their text test the model on documents it never saw (the evaluate flow's contamination check confirms it):
+
+- ``next_{train,test}.jsonl``: "which sentence comes next" multiple choice (Story-Cloze-like, 4 choices,
+  distractors from other held-out pages), fine-tuned and zero-shot;
+- ``last_word.jsonl``: LAMBADA-style last-word prediction, zero-shot.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+from flows.corpus.extract import extract_main_text
+from flows.demo.site import SitePage
+from gptcore.taskgen import next_sentence_choices, split_sentences
+
+TEST_FRACTION = 0.3
+
+
+def held_out_texts(site_dir: Path, pages: list[SitePage]) -> list[str]:
+    """The main text of each page, extracted the way the corpus would have extracted it."""
+    return [extract_main_text((site_dir / page.path).read_text(encoding="utf-8")).text for page in pages]
+
+
+def _in_test(record: dict) -> bool:
+    digest = hashlib.sha256(json.dumps(record, sort_keys=True).encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64 < TEST_FRACTION
+
+
+def write_demo_tasks(texts: list[str], out_dir: Path, max_records: int = 400) -> dict[str, str]:
+    """Write the task files; returns their paths by name."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    choices = next_sentence_choices(texts, n_choices=4, seed=0, max_words=30, max_records=max_records)
+    last_words = [{"text": s} for text in texts for s in split_sentences(text) if 6 <= len(s.split()) <= 30]
+    files = {"next_train": [r for r in choices if not _in_test(r)], "next_test": [r for r in choices if _in_test(r)],
+             "last_word": last_words[:max_records]}
+    paths = {}
+    for name, records in files.items():
+        if not records:
+            raise ValueError(f"the held-out pages gave no {name} records; hold out more pages")
+        path = out_dir / f"{name}.jsonl"
+        path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+        paths[name] = str(path)
+    return paths
