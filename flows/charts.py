@@ -55,3 +55,40 @@ def line_chart_svg(series: dict[str, list[tuple[float, float]]], *, title: str, 
 def svg_markdown_image(svg: str, alt: str) -> str:
     """Markdown that shows ``svg`` inline (a base64 ``data:`` URI)."""
     return f"![{alt}](data:image/svg+xml;base64,{base64.b64encode(svg.encode()).decode()})"
+
+
+def dag_svg(labels: list[str], edges: list[tuple[int, int]], *, title: str, box_width: int = 190) -> str:
+    """A left-to-right graph: node i in the column of its longest path from a source, arrows for (from, to) edges."""
+    column = [0] * len(labels)
+    for _ in labels:  # longest-path layering (graphs here are a few dozen nodes)
+        for a, b in edges:
+            column[b] = max(column[b], column[a] + 1)
+    has_input = {b for _, b in edges}
+    for node in range(len(labels)):  # input files sit just before what reads them, not all in the first column
+        children = [column[b] for a, b in edges if a == node]
+        if node not in has_input and children:
+            column[node] = min(children) - 1
+    rows: dict[int, list[int]] = {}
+    for node, col in enumerate(column):
+        rows.setdefault(col, []).append(node)
+    box_h, gap_x, gap_y, top = 34, 50, 16, 34
+    height = top + max(len(nodes) for nodes in rows.values()) * (box_h + gap_y) + 10
+    width = len(rows) * (box_width + gap_x) + 10
+    position = {node: (10 + col * (box_width + gap_x), top + i * (box_h + gap_y))
+                for col, nodes in rows.items() for i, node in enumerate(nodes)}
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" '
+             f'font-size="11"><rect width="100%" height="100%" fill="white"/>',
+             '<defs><marker id="a" markerWidth="8" markerHeight="8" refX="8" refY="4" orient="auto">'
+             '<path d="M0,0 L8,4 L0,8 z" fill="#555"/></marker></defs>',
+             f'<text x="10" y="20" font-size="13">{escape(title)}</text>']
+    for a, b in edges:
+        (xa, ya), (xb, yb) = position[a], position[b]
+        parts.append(f'<line x1="{xa + box_width}" y1="{ya + box_h / 2}" x2="{xb}" y2="{yb + box_h / 2}" '
+                     f'stroke="#555" marker-end="url(#a)"/>')
+    for node, (x, y) in position.items():
+        text = labels[node] if len(labels[node]) <= box_width // 6 else labels[node][:box_width // 6 - 1] + "…"
+        fill = "#e8f0fe" if column[node] == max(column) else "#f5f5f5"
+        parts.append(f'<rect x="{x}" y="{y}" width="{box_width}" height="{box_h}" rx="5" fill="{fill}" stroke="#888"/>')
+        parts.append(f'<text x="{x + 8}" y="{y + box_h / 2 + 4}">{escape(text)}</text>')
+    parts.append("</svg>")
+    return "\n".join(parts)

@@ -56,27 +56,73 @@ def _node_label(manifest: dict) -> str:
     return f"{manifest['stage']} {manifest['version']}"
 
 
-def lineage_card(manifest: dict) -> str:
-    """Markdown for a keyed Prefect artifact: a mermaid graph from the inputs to this version, with run links."""
-    me = "out"
-    lines = ["```mermaid", "graph LR", f'  {me}["{_node_label(manifest)}"]']
-    table = ["| input | identity | flow run |", "|---|---|---|"]
-    for i, up in enumerate(manifest.get("upstream", [])):
-        if up["kind"] == "version":
-            label, ident = f"{up['stage']} {up['version']}", f"checksum `{up['checksum'][:12]}`"
-            run = (up.get("flow_run") or {}).get("url")
-        else:
-            label, ident, run = f"{up['kind']}: {Path(up['path']).name}", f"sha256 `{up['sha256'][:12]}`", None
-        lines.append(f'  in{i}["{label}"] --> {me}')
-        if run:
-            lines.append(f'  click in{i} "{run}"')
-        table.append(f"| {label} | {ident} | {f'[run]({run})' if run else '—'} |")
-    lines.append("```")
+MAX_FILES_PER_VERSION = 8  # more input files than this under one version are drawn as one node
+
+
+def lineage_graph(manifest: dict, root: DataRoot | None = None) -> tuple[list[dict], list[tuple[int, int]]]:
+    """Every ancestor of a version (read through ``root``'s manifests) as nodes, and (upstream, downstream) edges.
+
+    Nodes are ``{"label", "identity", "run"}``; the version itself is node 0. Versions are shared between paths
+    (a tokenizer and tokens made from the same corpus point at one corpus node).
+    """
+    nodes: list[dict] = []
+    edges: list[tuple[int, int]] = []
+    seen: dict[str, int] = {}
+
+    def add(key: str, label: str, identity: str, run: str | None) -> tuple[int, bool]:
+        if key in seen:
+            return seen[key], False
+        seen[key] = len(nodes)
+        nodes.append({"label": label, "identity": identity, "run": run})
+        return seen[key], True
+
+    def visit(manifest: dict, me: int) -> None:
+        files = [up for up in manifest.get("upstream", []) if up["kind"] != "version"]
+        for up in manifest.get("upstream", []):
+            if up["kind"] != "version":
+                continue
+            node, new = add(f"{up['stage']}/{up['version']}", f"{up['stage']} {up['version']}",
+                            f"checksum `{up['checksum'][:12]}`", (up.get("flow_run") or {}).get("url"))
+            edges.append((node, me))
+            if new and root is not None and root.exists(up["stage"], up["version"]):
+                visit(root.read_manifest(up["stage"], up["version"]), node)
+        if len(files) > MAX_FILES_PER_VERSION:
+            kinds = sorted({up["kind"] for up in files})
+            node, _ = add(f"files-of/{me}", f"{len(files)} {'/'.join(kinds)} files", "see the manifest", None)
+            edges.append((node, me))
+            return
+        for up in files:
+            name = Path(up["path"]).name
+            node, _ = add(f"file/{up['sha256']}/{name}", f"{up['kind']}: {name}", f"sha256 `{up['sha256'][:12]}`", None)
+            edges.append((node, me))
+
+    run = manifest.get("flow_run") or {}
+    add("self", _node_label(manifest), f"checksum `{manifest['checksum'][:12]}`", run.get("url"))
+    visit(manifest, 0)
+    return nodes, list(dict.fromkeys(edges))
+
+
+def lineage_card(manifest: dict, root: DataRoot | None = None) -> str:
+    """Markdown for a keyed Prefect artifact: the whole chain from the input files to this version as an image
+    (the open-source UI does not draw mermaid), the same graph as mermaid (Prefect Cloud, GitHub), and a table of
+    every node with its checksum and flow-run link."""
+    from flows.charts import dag_svg, svg_markdown_image
+
+    nodes, edges = lineage_graph(manifest, root)
+    title = f"lineage of {_node_label(manifest)}"
+    image = svg_markdown_image(dag_svg([n["label"] for n in nodes], edges, title=title), title)
+    mermaid = ["```mermaid", "graph LR"] + [f'  n{i}["{n["label"]}"]' for i, n in enumerate(nodes)]
+    mermaid += [f"  n{a} --> n{b}" for a, b in edges]
+    mermaid += [f'  click n{i} "{n["run"]}"' for i, n in enumerate(nodes) if n["run"]] + ["```"]
+    table = ["| node | identity | flow run |", "|---|---|---|"]
+    for n in nodes:
+        link = f"[run]({n['run']})" if n["run"] else "—"
+        table.append(f"| {n['label']} | {n['identity']} | {link} |")
     run = manifest.get("flow_run") or {}
     head = [f"# Lineage of {_node_label(manifest)}", "",
             f"Checksum `{manifest['checksum'][:16]}`, built {manifest['created_at']} by code {manifest['code_version']}"
             + (f" in [flow run {run.get('name')}]({run.get('url')})" if run.get("url") else "") + ".", ""]
-    return "\n".join(head + lines + [""] + table) + "\n"
+    return "\n".join(head + [image, ""] + table + [""] + mermaid) + "\n"
 
 
 def find_version_folder(path: str | Path) -> Path:

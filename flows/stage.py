@@ -80,10 +80,10 @@ def artifact_key(stage: str, version: str, what: str) -> str:
     return f"{stage}-{version}-{what}".lower().replace("_", "-").replace(".", "-")
 
 
-def publish_artifacts(manifest: dict, report: GateReport, table_rows: list[dict]) -> None:
+def publish_artifacts(manifest: dict, report: GateReport, table_rows: list[dict], root: DataRoot | None = None) -> None:
     """The keyed lineage card (with the gate report) and a table of counts for this version."""
     stage, version = manifest["stage"], manifest["version"]
-    create_markdown_artifact(lineage_card(manifest) + "\n" + report.markdown(), key=artifact_key(stage, version, "lineage"),
+    create_markdown_artifact(lineage_card(manifest, root) + "\n" + report.markdown(), key=artifact_key(stage, version, "lineage"),
                              description=f"Lineage card of {stage} {version}")
     create_table_artifact(table_rows, key=artifact_key(stage, version, "counts"), description=f"Counts of {stage} {version}")
 
@@ -102,7 +102,7 @@ def finish_version(root: DataRoot, version: Version, manifest: dict, report: Gat
                    asset_deps: list[str], description: str) -> str:
     """Publish artifacts, stop on a failed gate (nothing is published), else publish with an asset event."""
     (version.work / "gate_report.md").write_text(report.markdown())
-    publish_artifacts(manifest, report, table_rows)
+    publish_artifacts(manifest, report, table_rows, root)
     if not report.success:
         raise GateFailed(report)
     asset = Asset(key=root.asset_key(version.stage, version.name),

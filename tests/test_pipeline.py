@@ -89,6 +89,11 @@ def test_the_pipeline_runs_every_stage_as_a_child_run_and_links_them(inputs, tmp
     for stage in ("corpus", "tokenizer", "tokens", "runs", "eval"):
         assert f"{stage}-p1-lineage" in keys, f"no lineage card for {stage}"
     assert "runs-p1-next-lineage" in keys and "runs-p1-loss-curve" in keys
+    # The evaluation's lineage card draws the whole chain back to the text files (image + mermaid + linked table).
+    card = _post("/artifacts/filter", {"artifacts": {"key": {"any_": ["eval-p1-lineage"]}}})[0]["data"]
+    assert "data:image/svg+xml;base64," in card
+    for node in ("corpus p1", "tokenizer p1", "tokens p1", "runs p1", "runs p1-next", f"{len(MODULES)} text files"):
+        assert f'["{node}"]' in card, node
     summary = _post("/artifacts/filter", {"artifacts": {"key": {"any_": ["pipeline-p1-summary"]}}})
     assert summary and "| eval | `p1` |" in summary[0]["data"]
 

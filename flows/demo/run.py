@@ -106,7 +106,7 @@ def eval_summary(root, version: str) -> str:
         for name, task in run["tasks"].items():
             shown = {k: v for k, v in task["metrics"].items() if isinstance(v, float) and k != "chance"}
             chance = task["metrics"].get("chance")
-            overlap = (task.get("contamination") or {}).get("ngram_fraction")
+            overlap = (task.get("contamination") or {}).get("fraction_ngrams_found")
             lines.append(f"    {name}: " + ", ".join(f"{k} {v:.3f}" for k, v in list(shown.items())[:4])
                          + (f" (chance {chance:.2f})" if chance is not None else "")
                          + (f"; 8-gram overlap with pretraining {overlap:.3f}" if overlap is not None else ""))
