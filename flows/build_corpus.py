@@ -33,7 +33,7 @@ from flows.corpus.fetch import FetchConfig, fetch_to_warc
 from flows.corpus.process import ProcessConfig, process_pages_parallel
 from flows.corpus.quality import QualityConfig
 from flows.corpus.records import REJECT_SCHEMA, reject
-from flows.corpus.textfiles import iter_text_documents
+from flows.corpus.textfiles import iter_text_documents, text_files
 from flows.corpus.urls import DEFAULT_BLOCKED_DOMAINS
 from flows.corpus.warc import read_warc
 from flows.lineage import input_file, upstream_version, write_manifest
@@ -334,7 +334,7 @@ def build_corpus(
     counts.update(links=n_links, accounting=_accounting(work, out, filter_counts),
                   link_filter=dict(sum((Counter(c) for c in filter_counts), Counter())))
     upstream = [input_file(p, "dump") for p in dumps] + [input_file(p, "warc") for p in warcs] \
-        + [input_file(p, "text") for p in texts if Path(p).is_file()] + [upstream_version(root, STAGE, v) for v in earlier]
+        + [input_file(p, "text") for p in text_files(texts)] + [upstream_version(root, STAGE, v) for v in earlier]
     manifest = write_manifest(out, STAGE, version, parameters, upstream, counts)
 
     report = validate_corpus(out, manifest, blocked, min_chars=1)

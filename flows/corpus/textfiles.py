@@ -41,6 +41,11 @@ def _expand(paths: list[str]) -> Iterator[Path | dict]:
             yield path
 
 
+def text_files(paths: list[str]) -> list[Path]:
+    """The files ``paths`` name, directories expanded as the reader expands them (for the manifest's inputs)."""
+    return [p for p in _expand(paths) if isinstance(p, Path) and p.is_file()]
+
+
 def _parse_split(split: str) -> re.Pattern[str] | None:
     """The regex that starts a new part, None for whole files; a ValueError names the accepted forms."""
     if split == "file":
