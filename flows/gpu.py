@@ -7,7 +7,7 @@ is skipped with a warning (Prefect's non-strict behaviour), so flows still run a
 from __future__ import annotations
 
 import os
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, nullcontext
 
 from prefect.concurrency.sync import concurrency
 
@@ -17,6 +17,11 @@ def limit_name() -> str:
 
 
 def gpu_slot() -> AbstractContextManager:
+    """The slot on a configured server; nothing to share with an ephemeral in-process server."""
+    from prefect.settings import PREFECT_API_URL
+
+    if not PREFECT_API_URL.value():
+        return nullcontext()
     return concurrency(limit_name(), occupy=1, strict=False)
 
 

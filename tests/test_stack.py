@@ -51,7 +51,8 @@ def test_deployment_run_through_the_local_server_builds_a_corpus_with_lineage(st
 
     up = _cli("up", env=stack_env)
     assert up.returncode == 0, up.stderr[-3000:]
-    for deployment in ("build-corpus/local", "train-tokenizer/local", "tokenize/local", "pretrain/local"):
+    for deployment in ("build-corpus/local", "train-tokenizer/local", "tokenize/local", "pretrain/local",
+                       "finetune/local", "evaluate/local", "pipeline/local", "pipeline/demo", "retrain/weekly"):
         assert deployment in up.stdout
     exports = dict(line.removeprefix("export ").split("=", 1) for line in _cli("env", env=stack_env).stdout.splitlines())
     assert exports["PREFECT_API_URL"].startswith("http://127.0.0.1:")
@@ -72,6 +73,11 @@ def test_deployment_run_through_the_local_server_builds_a_corpus_with_lineage(st
     assert manifest["flow_run"]["url"].endswith(f"/runs/flow-run/{run_id}")
 
     api = exports["PREFECT_API_URL"]
+    deployments = httpx.post(f"{api}/deployments/filter", json={"deployments": {"name": {"any_": ["weekly"]}}}).json()
+    assert deployments[0]["schedules"][0]["schedule"]["cron"] == "0 3 * * 1"
+    assert deployments[0]["concurrency_options"]["collision_strategy"] == "ENQUEUE"
+    limits = httpx.post(f"{api}/v2/concurrency_limits/filter", json={}).json()
+    assert ("gpu", 1) in [(l["name"], l["limit"]) for l in limits], "the GPU slot every training task holds"
     flow_run = httpx.get(f"{api}/flow_runs/{run_id}").json()
     assert flow_run["state"]["type"] == "COMPLETED"
     keys = {a["key"] for a in httpx.post(f"{api}/artifacts/filter", json={
