@@ -118,7 +118,10 @@ def train(model_config: GPTConfig, train_config: TrainConfig, tokens_folder: str
     """
     started_group = _init_distributed(train_config.device)
     try:
-        return _Trainer(model_config, train_config, Path(tokens_folder), Path(out_dir), resume, log).run()
+        result = _Trainer(model_config, train_config, Path(tokens_folder), Path(out_dir), resume, log).run()
+        if started_group:
+            dist.barrier()  # no process tears the group down while another still has collectives in flight
+        return result
     finally:
         if started_group:
             dist.destroy_process_group()
