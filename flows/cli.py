@@ -79,7 +79,8 @@ def cmd_env(args: argparse.Namespace) -> None:
 def cmd_lineage(args: argparse.Namespace) -> None:
     from flows.lineage import find_version_folder, format_lineage
 
-    print(format_lineage(find_version_folder(args.path)))
+    remote = "://" in args.path and not args.path.startswith("file://")
+    print(format_lineage(args.path if remote else find_version_folder(args.path)))
 
 
 def cmd_export(args: argparse.Namespace) -> None:
@@ -122,7 +123,8 @@ def main(argv: list[str] | None = None) -> None:
     run.add_argument("-p", "--param", action="append", default=[], metavar="KEY=VALUE", help="flow parameter (JSON value)")
     run.set_defaults(fn=cmd_run)
     lineage = sub.add_parser("lineage", help="print where a version came from, from the manifests alone")
-    lineage.add_argument("path", type=Path)
+    lineage.add_argument("path", help="a version folder (or a file inside one), or a version URL such as "
+                         "s3://bucket/root/runs/v0001")
     lineage.set_defaults(fn=cmd_lineage)
     export = sub.add_parser("export", help="write a tokens version in another trainer's format")
     export.add_argument("format", choices=["nanogpt", "llmc"], help="nanoGPT train.bin/val.bin, or llm.c shards")

@@ -135,9 +135,17 @@ def find_version_folder(path: str | Path) -> Path:
                      "pass a folder such as DATA/corpus/v0001")
 
 
-def walk_lineage(folder: Path) -> Iterator[tuple[int, dict]]:
-    """Depth-first (depth, node) over the lineage; nodes are manifests or input-file entries."""
-    root = DataRoot.from_env(str(folder.parent.parent))
+def walk_lineage(folder: Path | str) -> Iterator[tuple[int, dict]]:
+    """Depth-first (depth, node) over the lineage; nodes are manifests or input-file entries. ``folder`` is a local
+    version folder or a version URL on an object store (``s3://bucket/root/runs/v0001``)."""
+    text = str(folder).rstrip("/")
+    if "://" in text and not text.startswith("file://"):
+        base, stage, version = text.rsplit("/", 2)
+        root = DataRoot.from_env(base)
+        first = root.read_manifest(stage, version)
+    else:
+        root = DataRoot.from_env(str(Path(folder).parent.parent))
+        first = json.loads((Path(folder) / MANIFEST).read_text())
 
     def visit(manifest: dict, depth: int) -> Iterator[tuple[int, dict]]:
         yield depth, manifest
@@ -147,10 +155,10 @@ def walk_lineage(folder: Path) -> Iterator[tuple[int, dict]]:
             else:
                 yield depth + 1, up
 
-    yield from visit(json.loads((folder / MANIFEST).read_text()), 0)
+    yield from visit(first, 0)
 
 
-def format_lineage(folder: Path) -> str:
+def format_lineage(folder: Path | str) -> str:
     """The chain that produced a version, as an indented tree with checksums and run links."""
     out = []
     for depth, node in walk_lineage(folder):

@@ -75,7 +75,7 @@ def test_corpus_tokenizer_and_tokens_are_built_and_published_on_the_object_store
     url = f"{s3_url}/pipeline"
     corpus = build_corpus(texts=texts, data_root=url, min_words=20, quality=LENIENT)
     tokenizer = train_tokenizer(data_root=url, vocab_size=400, holdout_fraction=0.2)
-    tokens = tokenize(data_root=url, validation_fraction=0.1)
+    tokens = tokenize(data_root=url, validation_fraction=0.3)  # ~9 documents: a steady validation loss
 
     root = DataRoot.from_env(url)
     assert (corpus, tokenizer, tokens) == (f"{url}/corpus/v0001", f"{url}/tokenizer/v0001", f"{url}/tokens/v0001")
@@ -94,11 +94,22 @@ def test_corpus_tokenizer_and_tokens_are_built_and_published_on_the_object_store
     # Training reads the tokens through the local cache and publishes the run to the store.
     from flows.pretrain import pretrain
 
-    run = pretrain(data_root=url, preset="tiny", max_steps=30, warmup_steps=3, max_lr=3e-3, eval_every=15,
-                   eval_batches=2, checkpoint_every=15, batch_size=4)
+    run = pretrain(data_root=url, preset="tiny", max_steps=100, warmup_steps=5, max_lr=3e-3, eval_every=50,
+                   eval_batches=2, checkpoint_every=50, batch_size=8)
     assert run == f"{url}/runs/v0001"
-    assert root.read_manifest("runs", "v0001")["counts"]["step"] == 30
+    assert root.read_manifest("runs", "v0001")["counts"]["step"] == 100
     assert (root.local_version("runs", "v0001") / "loss_curve.svg").is_file()
+
+    # Lineage and the champion registry read and write through the store too.
+    from flows.lineage import format_lineage
+    from flows.registry import Registry
+
+    tree = format_lineage(run)
+    assert tree.startswith("runs v0001") and "tokens v0001" in tree and "corpus v0001" in tree
+    registry = Registry.load(root, "weekly")
+    registry.record(root, {"cycle": "weekly-0001", "decision": "promoted", "reason": "no champion yet"},
+                    champion={"cycle": "weekly-0001", "pretrain": "v0001"}, dumps={"RS_2019-06.zst": 1})
+    assert Registry.load(root, "weekly").as_dict() == registry.as_dict()
 
 
 def publish_two_files(root: DataRoot, version: str) -> Path:
