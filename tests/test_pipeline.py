@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import pydoc
+import shutil
+import tempfile
 import time
 from pathlib import Path
 
@@ -22,7 +24,7 @@ PRETRAIN = {"preset": "tiny", "model": {"block_size": 128}, "max_steps": 120, "w
 
 
 def write_texts(folder: Path, modules: list[str]) -> Path:
-    folder.mkdir(parents=True)
+    folder.mkdir(parents=True, exist_ok=True)
     for name in modules:
         (folder / f"{name}.txt").write_text(pydoc.render_doc(name, renderer=pydoc.plaintext))
     return folder
@@ -34,14 +36,18 @@ def write_jsonl(path: Path, records: list[dict]) -> str:
 
 
 @pytest.fixture(scope="module")
-def inputs(tmp_path_factory) -> dict:
-    base = tmp_path_factory.mktemp("inputs")
+def inputs() -> dict:
+    # A fixed folder: document ids (and so the validation split) derive from the files' absolute paths, and a
+    # different split on every run would make the losses, and the gate's margin, vary from run to run.
+    base = Path(tempfile.gettempdir()) / "gptforge-test-pipeline-inputs"
+    shutil.rmtree(base, ignore_errors=True)
     texts = write_texts(base / "texts", MODULES)
     # Held-out text (modules the corpus does not contain) for the multiple-choice task.
     held_out = [pydoc.render_doc(name, renderer=pydoc.plaintext) for name in HELD_OUT]
     records = next_sentence_choices(held_out, n_choices=2, seed=0, max_words=25, max_records=60)
-    return {"texts": str(texts), "train": write_jsonl(base / "mc_train.jsonl", records[:40]),
-            "test": write_jsonl(base / "mc_test.jsonl", records[40:])}
+    yield {"texts": str(texts), "train": write_jsonl(base / "mc_train.jsonl", records[:40]),
+           "test": write_jsonl(base / "mc_test.jsonl", records[40:])}
+    shutil.rmtree(base, ignore_errors=True)
 
 
 def pipeline_parameters(inputs: dict, **pretrain) -> dict:

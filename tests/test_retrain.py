@@ -48,7 +48,7 @@ def test_two_cycles_promote_the_first_model_and_keep_it_against_a_worse_one(web,
     half = len(web["pages"]) // 2
     dumps = web["drop"]("RS_2019-06.zst", web["pages"][:half])
 
-    first = retrain(dumps_dir=str(dumps), registry="weekly", data_root=root.url, **parameters(max_steps=480))
+    first = retrain(dumps_dir=str(dumps), registry="weekly", data_root=root.url, **parameters(max_steps=640))
     assert first["decision"] == "promoted" and first["reason"] == "no champion yet"
     champion = Registry.load(root, "weekly").champion
     assert champion["cycle"] == "weekly-0001" and champion["pretrain"] == "weekly-0001"
@@ -60,7 +60,7 @@ def test_two_cycles_promote_the_first_model_and_keep_it_against_a_worse_one(web,
     # A new dump, and a challenger trained from scratch for a quarter of the budget: worse, so not promoted.
     web["drop"]("RS_2019-07.zst", web["pages"][half:])
     second = retrain(dumps_dir=str(dumps), registry="weekly", data_root=root.url, continue_from_champion=False,
-                     **parameters(max_steps=120))
+                     **parameters(max_steps=160))
     assert second["decision"] == "kept", second
     assert second["challenger_value"] > second["champion_value"]
     registry = Registry.load(root, "weekly")
