@@ -26,7 +26,7 @@ from prefect.logging import get_run_logger
 
 from data_contracts.evaluate import validate_results
 from flows.evaluate_compare import comparison_markdown, comparison_rows, metric_rows
-from flows.lineage import input_file, upstream_version, write_manifest
+from flows.lineage import input_file, upstream_of, upstream_version, write_manifest
 from flows.stage import artifact_key, finish_version, start_version
 from flows.store import DataRoot, StoreError, atomic_write_json
 from gptcore.checkpoint import CHECKPOINT_DIR, latest_checkpoint, load_checkpoint
@@ -133,22 +133,6 @@ class RunRef:
     tokenizer_json: Path
 
 
-def _upstream_of(root: DataRoot, stage: str, version: str, wanted: str) -> str | None:
-    """The nearest ``wanted`` version upstream of a version (breadth first through the manifests)."""
-    queue, seen = [(stage, version)], set()
-    while queue:
-        current = queue.pop(0)
-        if current in seen or not root.exists(*current):
-            continue
-        seen.add(current)
-        for up in root.read_manifest(*current).get("upstream", []):
-            if up.get("kind") == "version":
-                if up["stage"] == wanted:
-                    return up["version"]
-                queue.append((up["stage"], up["version"]))
-    return None
-
-
 def resolve_run(root: DataRoot, label: str, tokens: str | None) -> RunRef:
     run, _, checkpoint_name = label.partition("@")
     folder = root.local_version("runs", run)
@@ -162,13 +146,13 @@ def resolve_run(root: DataRoot, label: str, tokens: str | None) -> RunRef:
         checkpoint = latest_checkpoint(folder)
         if checkpoint is None:
             raise StoreError(f"run {run!r} has no checkpoint: is {folder} a training run folder?")
-    trained_on = _upstream_of(root, "runs", run, "tokens")
+    trained_on = upstream_of(root, "runs", run, "tokens")
     if trained_on is None:
         raise StoreError(f"run {run!r} names no tokens version in its lineage (manifest upstream): it is not a "
                          "pretrain run or a run fine-tuned from one")
     tokens = tokens or trained_on
-    corpus = _upstream_of(root, "tokens", trained_on, "corpus")
-    tokenizer = _upstream_of(root, "tokens", tokens, "tokenizer")
+    corpus = upstream_of(root, "tokens", trained_on, "corpus")
+    tokenizer = upstream_of(root, "tokens", tokens, "tokenizer")
     if corpus is None or tokenizer is None:
         raise StoreError(f"tokens version {trained_on!r} or {tokens!r} names no corpus/tokenizer upstream in its "
                          "manifest")
@@ -316,7 +300,7 @@ def evaluate(
     atomic_write_json(out / RESULTS, results)
 
     report = validate_results(results)
-    earlier = [_published_results(root, v) for v in root.versions(STAGE)]
+    earlier = [read_results(root, v) for v in root.versions(STAGE)]
     best = comparison_rows([*earlier, results])
     (out / COMPARISON).write_text(comparison_markdown(best))
     counts = {"runs": len(refs), "tasks": len(specs), "metrics": len(metric_rows(results))}
@@ -331,6 +315,7 @@ def evaluate(
     return url
 
 
-def _published_results(root: DataRoot, version: str) -> dict:
+def read_results(root: DataRoot, version: str) -> dict:
+    """The ``results.json`` of a published eval version."""
     with root.fs.open(f"{root.version_url(STAGE, version)}/{RESULTS}", "rb") as fh:
         return json.loads(fh.read())

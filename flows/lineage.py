@@ -40,6 +40,22 @@ def upstream_version(root: DataRoot, stage: str, version: str) -> dict:
             "url": root.version_url(stage, version), "flow_run": manifest.get("flow_run")}
 
 
+def upstream_of(root: DataRoot, stage: str, version: str, wanted: str) -> str | None:
+    """The nearest ``wanted`` version upstream of a version (breadth first through the manifests)."""
+    queue, seen = [(stage, version)], set()
+    while queue:
+        current = queue.pop(0)
+        if current in seen or not root.exists(*current):
+            continue
+        seen.add(current)
+        for up in root.read_manifest(*current).get("upstream", []):
+            if up.get("kind") == "version":
+                if up["stage"] == wanted:
+                    return up["version"]
+                queue.append((up["stage"], up["version"]))
+    return None
+
+
 def write_manifest(folder: Path, stage: str, version: str, parameters: dict, upstream: list[dict], counts: dict) -> dict:
     """Describe a finished output folder: outputs with checksums, counts, upstream, code and flow run."""
     manifest = {

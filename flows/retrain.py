@@ -87,6 +87,7 @@ def retrain(
     Returns the registry entry of this cycle's decision.
     """
     from flows.evaluate import evaluate as evaluate_flow
+    from flows.evaluate import read_results
     from flows.pipeline import pipeline
 
     logger = get_run_logger()
@@ -122,7 +123,7 @@ def retrain(
     eval_version = evaluate_flow(**{**(evaluate or {}), "runs": [r for runs in systems.values() for r in runs],
                                     "tokens": challenger["tokens"] if same_tokens else None,
                                     "version": cycle, "data_root": root.url})
-    results = _results(root, PurePosixPath(eval_version).name)
+    results = read_results(root, PurePosixPath(eval_version).name)
     values = {side: metric_of(results, runs, metric, metric_task) for side, runs in systems.items()}
     outcome, reason = _decide(values["challenger"], values.get("champion"), metric)
     if not same_tokens:
@@ -140,9 +141,3 @@ def retrain(
     logger.info("cycle %s: %s — %s", cycle, outcome, reason)
     return decision
 
-
-def _results(root: DataRoot, version: str) -> dict:
-    import json
-
-    with root.fs.open(f"{root.version_url('eval', version)}/results.json", "rb") as fh:
-        return json.loads(fh.read())

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import torch
 
-from flows.lineage import find_version_folder
-from flows.store import DataRoot
+from flows.lineage import find_version_folder, upstream_of
+from flows.store import DataRoot, StoreError
 from gptcore.checkpoint import latest_checkpoint, load_checkpoint
 from gptcore.encoding import load_encoder
 from gptcore.generate import generate
@@ -18,9 +18,13 @@ def tokenizer_of_run(run: Path, root: DataRoot | None = None) -> Path:
     """runs/<id> → its tokens version → that version's tokenizer.json, from the manifests alone. ``root`` is the
     data root the run belongs to (default: the folder two levels up, for a run inside a local root)."""
     root = root or DataRoot.from_env(str(run.parent.parent))
-    tokens = next(u for u in json.loads((run / "manifest.json").read_text())["upstream"] if u.get("stage") == "tokens")
-    tokenizer = next(u for u in root.read_manifest("tokens", tokens["version"])["upstream"] if u.get("stage") == "tokenizer")
-    return root.local_version("tokenizer", tokenizer["version"]) / "tokenizer.json"
+    version = json.loads((run / "manifest.json").read_text())["version"]
+    tokens = upstream_of(root, "runs", version, "tokens")
+    tokenizer = upstream_of(root, "tokens", tokens, "tokenizer") if tokens else None
+    if tokenizer is None:
+        raise StoreError(f"run {version!r} in {root.url} names no tokens version with a tokenizer upstream in its "
+                         "lineage: it is not a pretrain run or a run fine-tuned from one")
+    return root.local_version("tokenizer", tokenizer) / "tokenizer.json"
 
 
 def sample_from_run(run: str | Path, prompt: str, max_new_tokens: int = 100, temperature: float = 0.8,

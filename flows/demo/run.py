@@ -95,10 +95,9 @@ def run_summary(manifest: dict) -> str:
 
 
 def eval_summary(root, version: str) -> str:
-    import json
+    from flows.evaluate import read_results
 
-    with root.fs.open(f"{root.version_url('eval', version)}/results.json", "rb") as fh:
-        results = json.loads(fh.read())
+    results = read_results(root, version)
     lines = [f"eval {version}:"]
     for label, run in results["runs"].items():
         ppl = run["perplexity"]
