@@ -83,3 +83,17 @@ def test_two_cycles_promote_the_first_model_and_keep_it_against_a_worse_one(web,
     printed = capsys.readouterr().out
     assert printed.startswith("registry weekly: champion weekly-0001")
     assert "weekly-0002" in printed and "kept" in printed and "nothing-new" in printed
+
+
+def test_the_decision_reads_the_configured_metric_and_names_a_missing_one():
+    from flows.retrain import _decide, metric_of
+
+    results = {"runs": {"pre": {"perplexity": {"bits_per_byte": 2.0}, "tasks": {}},
+                        "pre-t": {"perplexity": {"bits_per_byte": 2.1}, "tasks": {"t": {"metrics": {"accuracy": 0.5}}}}}}
+    assert metric_of(results, ["pre", "pre-t"], "bits_per_byte", None) == 2.0
+    assert metric_of(results, ["pre", "pre-t"], "accuracy", "t") == 0.5
+    assert metric_of(results, ["pre", "pre-t"], "accuracy", "other") is None
+    assert _decide(1.9, 2.0, "bits_per_byte")[0] == "promoted", "lower bits per byte is better"
+    assert _decide(0.5, 0.6, "accuracy")[0] == "kept", "higher accuracy is better"
+    with pytest.raises(ValueError, match="'f1'.*metric_task"):
+        _decide(None, 0.6, "f1")
