@@ -500,4 +500,5 @@ def test_fetched_pages_read_back_from_the_warc_with_their_bodies_and_doc_ids(sit
 
 
 def test_error_codes_are_documented():
-    assert {"timeout", "blocked_address", "robots_disallowed", "too_large", "not_html", "bad_url"} <= set(ERROR_CODES)
+    assert {"timeout", "blocked_address", "robots_disallowed", "too_large", "not_html", "bad_url", "bad_redirect",
+            "protocol_error", "decode_error", "fetch_error"} <= set(ERROR_CODES)

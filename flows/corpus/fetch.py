@@ -9,13 +9,17 @@ flow task or a test calls it directly. What it guarantees:
   on the first request and on every redirect hop;
 - politeness: robots.txt (robots.py), at most ``per_host_concurrency`` requests in flight per origin, retries with
   exponential backoff that honour ``Retry-After``;
-- bounded cost per URL: connect/read timeouts, a total deadline, a cap on the decoded body size (httpbody.py).
+- bounded cost per URL: connect/read timeouts, a total deadline, a cap on the decoded body size (httpbody.py);
+- whatever a server sends (broken framing, garbled headers, redirects to nowhere), the URL ends in its row: each
+  known cause has its own code, and anything unforeseen becomes ``fetch_error`` naming the exception, so one
+  server can never fail a shard (or every rerun of it).
 """
 from __future__ import annotations
 
 import asyncio
 import email.utils
 import random
+import re
 import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -46,15 +50,17 @@ ERROR_CODES = {
     "timeout": "connect or read timeout (after the retries), or the per-URL deadline ran out",
     "connect_error": "DNS failure, refused or reset connection, TLS failure (after the retries)",
     "read_error": "the connection broke while reading the answer (after the retries)",
-    "protocol_error": "the server's answer was not valid HTTP",
+    "protocol_error": "the server's answer was not valid HTTP (status line, headers, framing, truncated body)",
     "too_many_redirects": "more than max_redirects redirects",
     "redirect_loop": "a redirect led back to a URL already visited",
     "too_large": "the decoded body is larger than max_body_bytes",
     "not_html": "the Content-Type is missing or not one of content_types",
     "robots_disallowed": "robots.txt forbids it, or answered 429/5xx (see robots.py)",
     "blocked_address": "the host (or a redirect target) resolves to a non-public address",
-    "bad_url": "not a parsable http(s) URL, or a redirect to one",
-    "decode_error": "unsupported Content-Encoding or corrupt compressed body",
+    "bad_url": "not a parsable http(s) URL with a valid host and a port in 1-65535",
+    "bad_redirect": "a 301/302/303/307/308 whose Location is missing, conflicting, or not such a URL",
+    "decode_error": "unsupported Content-Encoding, or a corrupt or truncated compressed body",
+    "fetch_error": "an exception nobody foresaw; the detail names its type (please report it)",
 }
 
 FETCH_LOG_SCHEMA = pa.schema(
@@ -75,6 +81,10 @@ FETCH_LOG_SCHEMA = pa.schema(
 )
 
 _RETRYABLE_STATUS = frozenset({429}) | frozenset(range(500, 600))
+# The 3xx answers that mean "go there" (RFC 9110 15.4); other 3xx (300, 304, ...) end as http_<status>.
+_REDIRECT_STATUS = frozenset({301, 302, 303, 307, 308})
+_ASCII_DIGITS = re.compile(r"[0-9]+")  # str.isdigit() also takes "²" (float() refuses it) and "٣" (no HTTP digit)
+_HOST = re.compile(r"[A-Za-z0-9._:-]+")  # a hostname after IDNA encoding, an IPv4 or an IPv6 address
 
 
 @dataclass(frozen=True)
@@ -129,8 +139,11 @@ async def _fetch_all(urls: list[tuple[str, str]], config: FetchConfig, warc: War
         "Accept-Encoding": ACCEPT_ENCODING,
     }
     transport = GuardedTransport(AddressPolicy.from_allow_hosts(config.allow_hosts), limits)
+    # The hook vets a redirect's Location before httpx builds its next request from it: httpx raises assorted
+    # exceptions (InvalidURL, IDNAError, OverflowError, ...) on Locations it cannot use, even when not following.
     async with httpx.AsyncClient(transport=transport, timeout=timeout, headers=headers,
-                                 max_redirects=config.max_redirects) as client:
+                                 max_redirects=config.max_redirects,
+                                 event_hooks={"response": [_vet_redirect]}) as client:
         fetcher = _Fetcher(config, client, warc)
         rows: list[dict] = [{} for _ in urls]
         pending = iter(_interleaved_by_origin(urls))
@@ -156,7 +169,7 @@ def _interleaved_by_origin(urls: list[tuple[str, str]]) -> list[int]:
         try:
             parts = urlsplit(url)
             origin = f"{parts.scheme}://{parts.netloc}".lower()
-        except ValueError:  # logged as bad_url when its turn comes
+        except (TypeError, ValueError, AttributeError):  # not a string, or unparsable: bad_url when its turn comes
             origin = ""
         origin_rank.setdefault(origin, len(origin_rank))
         turn = seen_per_origin.get(origin, 0)
@@ -166,11 +179,11 @@ def _interleaved_by_origin(urls: list[tuple[str, str]]) -> list[int]:
 
 
 class _Failed(Exception):
-    """Ends the work on one URL with a fetch log error code."""
+    """Ends the work on one URL with a fetch log error code (and the answer that caused it, when there was one)."""
 
-    def __init__(self, code: str, detail: str) -> None:
+    def __init__(self, code: str, detail: str, response: httpx.Response | None = None) -> None:
         super().__init__(f"{code}: {detail}")
-        self.code, self.detail = code, detail
+        self.code, self.detail, self.response = code, detail, response
 
 
 @dataclass
@@ -223,7 +236,6 @@ class _Fetcher:
         try:
             async with asyncio.timeout(self._config.deadline_s):
                 page = await self._follow(outcome)
-            self._warc.write(page)
         except _Failed as failure:
             outcome.error, outcome.detail = failure.code, failure.detail
         except BlockedAddressError as exc:
@@ -231,6 +243,12 @@ class _Fetcher:
         except TimeoutError:
             outcome.error = "timeout"
             outcome.detail = f"no usable answer within the {self._config.deadline_s} s deadline for one URL"
+        except Exception as exc:  # last resort; CancelledError and KeyboardInterrupt are not Exceptions and go on up
+            outcome.error = "fetch_error"
+            outcome.detail = f"{type(exc).__name__} while fetching {url!r}: {exc}"
+        else:
+            # Outside the net above: a WARC that cannot be written (disk full) is the shard's failure, not the URL's.
+            self._warc.write(page)
         outcome.elapsed_s = round(time.monotonic() - outcome.started, 4)
         outcome.fetched_at = outcome.fetched_at or _utc_now()
         return outcome.row()
@@ -244,10 +262,9 @@ class _Fetcher:
                 refusal = await self._robots.refusal(url)
                 if refusal is not None:
                     raise _Failed(*refusal)
-            page, location = await self._request_with_retries(url, outcome)
+            page, target = await self._request_with_retries(url, outcome)
             if page is not None:
                 return page
-            target = _http_url(location, base=url)
             if outcome.redirects >= self._config.max_redirects:
                 limit = self._config.max_redirects
                 raise _Failed("too_many_redirects", f"more than {limit} redirects, the next one from {url} to {target}")
@@ -257,8 +274,10 @@ class _Fetcher:
             outcome.redirects += 1
             url = target
 
-    async def _request_with_retries(self, url: httpx.URL, outcome: _Outcome) -> tuple[FetchedPage | None, str]:
-        """One hop: (page, "") for a usable page, (None, Location header) for a redirect, else raises _Failed."""
+    async def _request_with_retries(
+        self, url: httpx.URL, outcome: _Outcome
+    ) -> tuple[FetchedPage, None] | tuple[None, httpx.URL]:
+        """One hop: (page, None) for a usable page, (None, target) for a redirect, else raises _Failed."""
         retry = 0
         while True:
             outcome.attempts += 1
@@ -266,6 +285,10 @@ class _Fetcher:
             try:
                 async with self._slot(url):
                     return await self._request_once(url, outcome)
+            except _Failed as failure:
+                if failure.response is not None:  # refused by _vet_redirect before _request_once saw the answer
+                    _record_answer(outcome, url, failure.response)
+                raise
             except _RetryableStatus as answer:
                 failure, retry_after = _Failed(f"http_{answer.status}", answer.detail), answer.retry_after
             except httpx.TimeoutException as exc:
@@ -278,6 +301,8 @@ class _Fetcher:
                 failure = _Failed("protocol_error", f"{url}: {exc}")
             except httpx.UnsupportedProtocol as exc:
                 raise _Failed("bad_url", f"{url}: {exc}") from exc
+            except httpx.InvalidURL as exc:  # ``url`` itself was vetted, so this comes from a redirect's Location
+                raise _Failed("bad_redirect", f"{url} redirects to an unusable URL: {exc}") from exc
             wait = self._retry_wait(retry, retry_after)
             remaining = self._config.deadline_s - (time.monotonic() - outcome.started)
             if retry >= self._config.retries or wait is None or wait >= remaining:
@@ -297,15 +322,15 @@ class _Fetcher:
                 wait = max(wait, asked)
         return wait
 
-    async def _request_once(self, url: httpx.URL, outcome: _Outcome) -> tuple[FetchedPage | None, str]:
+    async def _request_once(
+        self, url: httpx.URL, outcome: _Outcome
+    ) -> tuple[FetchedPage, None] | tuple[None, httpx.URL]:
         request = self._client.build_request("GET", url)
         response = await self._client.send(request, stream=True)
         try:
-            outcome.final_url, outcome.status = str(url), response.status_code
-            outcome.content_type = response.headers.get("content-type")
-            outcome.fetched_at = _utc_now()
-            if response.is_redirect:
-                return None, response.headers["location"]
+            _record_answer(outcome, url, response)
+            if response.status_code in _REDIRECT_STATUS:
+                return None, _redirect_target(response)
             if response.status_code in _RETRYABLE_STATUS:
                 raise _RetryableStatus(response)
             if response.status_code != 200:
@@ -313,7 +338,7 @@ class _Fetcher:
                 raise _Failed(f"http_{response.status_code}", detail)
             body = await self._read_html_body(url, response)
             outcome.bytes = len(body)
-            return _fetched_page(outcome, request, response, body), ""
+            return _fetched_page(outcome, request, response, body), None
         finally:
             await response.aclose()
 
@@ -322,8 +347,8 @@ class _Fetcher:
         if media_type(content_type) not in self._config.content_types:
             raise _Failed("not_html", f"{url} has Content-Type {content_type!r}")
         limit = self._config.max_body_bytes
-        declared = response.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > limit:
+        declared = response.headers.get("content-length", "").strip()
+        if _ASCII_DIGITS.fullmatch(declared) and int(declared) > limit:
             raise _Failed("too_large", f"{url} declares Content-Length {declared} > max_body_bytes {limit}")
         try:
             return await read_capped(response.aiter_raw(), response.headers.get("content-encoding"), limit)
@@ -345,14 +370,41 @@ class _RetryableStatus(Exception):
         super().__init__(self.detail)
 
 
+def _record_answer(outcome: _Outcome, url: httpx.URL, response: httpx.Response) -> None:
+    outcome.final_url, outcome.status = str(url), response.status_code
+    outcome.content_type = response.headers.get("content-type")
+    outcome.fetched_at = _utc_now()
+
+
+async def _vet_redirect(response: httpx.Response) -> None:
+    """httpx response hook: raise _Failed("bad_redirect") for a redirect whose Location cannot be followed."""
+    if response.status_code in _REDIRECT_STATUS:
+        _redirect_target(response)
+
+
+def _redirect_target(response: httpx.Response) -> httpx.URL:
+    """Where a 301/302/303/307/308 answer points, or raise _Failed("bad_redirect")."""
+    url, status = response.request.url, response.status_code
+    locations = list(dict.fromkeys(response.headers.get_list("location")))
+    if not locations:
+        raise _Failed("bad_redirect", f"{url} answered HTTP {status} without a Location header", response)
+    if len(locations) > 1:
+        detail = f"{url} answered HTTP {status} with conflicting Locations {locations!r}"
+        raise _Failed("bad_redirect", detail, response)
+    try:
+        return _http_url(locations[0], base=url)
+    except _Failed as failure:
+        raise _Failed("bad_redirect", failure.detail, response) from failure
+
+
 def _retry_after_seconds(value: str) -> float | None:
     """A Retry-After header (delta-seconds or HTTP date) in seconds from now; None when unparsable."""
     value = value.strip()
-    if value.isdigit():
-        return float(value)
+    if _ASCII_DIGITS.fullmatch(value):
+        return float(value)  # float("9" * 400) is inf: more than anyone waits for
     try:
         when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, IndexError, OverflowError):
         return None
     if when.tzinfo is None:
         when = when.replace(tzinfo=timezone.utc)
@@ -360,15 +412,25 @@ def _retry_after_seconds(value: str) -> float | None:
 
 
 def _http_url(text: str, base: httpx.URL | None = None) -> httpx.URL:
-    """Parse an http(s) URL with a host (a redirect's Location relative to ``base``), or raise _Failed("bad_url")."""
+    """Parse an http(s) URL with a host (a redirect's Location relative to ``base``), or raise _Failed("bad_url").
+
+    Stricter than httpx.URL, which keeps ports such as -1 or 99999 and hosts such as ``a%20b`` that only fail
+    (with a misleading error) when connecting.
+    """
     context = f"redirect from {base} to " if base is not None else ""
     try:
         url = base.join(text) if base is not None else httpx.URL(text)
-    except (httpx.InvalidURL, TypeError, ValueError) as exc:
+        url = url.copy_with(fragment=None)  # fragments are never sent; without them a loop is seen as one
+        host = url.host  # decodes IDNA: "xn--" parses, and fails only here
+    except (httpx.InvalidURL, TypeError, ValueError) as exc:  # IDNA errors are ValueErrors
         raise _Failed("bad_url", f"{context}{text!r}: {exc}") from exc
-    if url.scheme not in ("http", "https") or not url.host:
+    if url.scheme not in ("http", "https") or not host:
         raise _Failed("bad_url", f"{context}{text!r} is not an http(s) URL with a host")
-    return url.copy_with(fragment=None)  # fragments are never sent; without them a loop is seen as one
+    if not _HOST.fullmatch(url.raw_host.decode("ascii", errors="replace")):
+        raise _Failed("bad_url", f"{context}{text!r} has the malformed host {host!r}")
+    if url.port is not None and not 0 < url.port < 65536:
+        raise _Failed("bad_url", f"{context}{text!r} has the port {url.port}, outside 1-65535")
+    return url
 
 
 def _fetched_page(outcome: _Outcome, request: httpx.Request, response: httpx.Response, body: bytes) -> FetchedPage:

@@ -44,9 +44,11 @@ class _Decoder:
         self._deflate_undecided = encoding == "deflate"
         self._limit, self._truncate = limit, truncate
         self.produced = 0
+        self._fed = False  # an empty body is empty whatever its Content-Encoding says
         self.full = False  # set when truncating: the cap is reached and later input is ignored
 
     def feed(self, data: bytes) -> bytes:
+        self._fed = self._fed or bool(data)
         if self._deflate_undecided and data:
             zlib_wrapped = data[0] & 0x0F == 8 and data[0] >> 4 <= 7  # zlib header: CM = deflate, window <= 32K
             self._zlib = zlib.decompressobj(zlib.MAX_WBITS if zlib_wrapped else -zlib.MAX_WBITS)
@@ -63,10 +65,13 @@ class _Decoder:
         return self._count(out)
 
     def finish(self) -> bytes:
-        """Whatever zlib still holds once the last chunk has been fed."""
+        """Whatever zlib still holds once the last chunk has been fed; BodyDecodeError if the stream ends early."""
         if self._zlib is None:
             return b""
-        return self._count(self._zlib.flush())
+        tail = self._count(self._zlib.flush())
+        if self._fed and not self._zlib.eof:  # else a cut-off stream would pass as a complete, shorter page
+            raise BodyDecodeError("compressed body ends before its end-of-stream marker (truncated)")
+        return tail
 
     def _count(self, out: bytes) -> bytes:
         room = self._limit - self.produced

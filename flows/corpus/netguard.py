@@ -110,6 +110,8 @@ class GuardedNetworkBackend(httpcore.AsyncNetworkBackend):
         local_address: str | None = None,
         socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
     ) -> httpcore.AsyncNetworkStream:
+        if not 0 < port < 65536:  # else getaddrinfo/connect raise OverflowError (in an ExceptionGroup from anyio)
+            raise httpcore.ConnectError(f"cannot connect to {host} on port {port}: ports are 1-65535")
         addresses = await self._resolve(host, port, timeout)
         last_error: Exception | None = None
         for ip in self._policy.vet(host, addresses):

@@ -10,7 +10,9 @@ What an unavailable robots.txt means follows Google's documented behaviour
 - a timeout or a connection failure: the origin is unreachable, and its pages are logged with that error
   (``timeout``, ``connect_error``) rather than as a robots refusal, so dead hosts stay visible as such.
 
-robots.txt is fetched once, without retries: one failed answer settles the origin for the run.
+robots.txt is fetched once, without retries: one failed answer settles the origin for the run. An answer that
+cannot be used (broken HTTP, a redirect to nowhere, a corrupt body, or anything else that raises) is treated like a
+5xx: the origin is disallowed, and the detail says why. Nothing a robots.txt server sends raises out of here.
 
 A host the SSRF guard refuses raises BlockedAddressError to the caller, so the page is logged as ``blocked_address``
 rather than as a robots refusal.
@@ -24,9 +26,13 @@ from contextlib import AbstractAsyncContextManager
 
 import httpx
 
-from flows.corpus.httpbody import BodyDecodeError, read_capped
+from flows.corpus.httpbody import read_capped
+from flows.corpus.netguard import BlockedAddressError
 
 ROBOTS_MAX_BYTES = 500 * 1024
+# Lines the fetcher has no use for (it paces by per-origin concurrency) and on which urllib.robotparser crashes:
+# it checks str.isdigit() and then calls int(), and int() refuses digits such as "²".
+_IGNORED_DIRECTIVES = frozenset({"crawl-delay", "request-rate"})
 
 OriginSlot = Callable[[httpx.URL], AbstractAsyncContextManager[object]]
 
@@ -77,6 +83,15 @@ class RobotsCache:
 
     async def _fetch(self, robots_url: httpx.URL) -> _Verdict:
         try:
+            return await self._fetch_and_parse(robots_url)
+        except BlockedAddressError:
+            raise  # the page is logged as blocked_address (see the module docstring)
+        except Exception as exc:  # last resort: whatever the answer did, it settles this origin, never the shard
+            why = f"{robots_url} unusable ({type(exc).__name__}: {exc}), origin treated as disallowed"
+            return _Verdict(None, False, why)
+
+    async def _fetch_and_parse(self, robots_url: httpx.URL) -> _Verdict:
+        try:
             async with self._slot(robots_url):
                 async with self._client.stream("GET", robots_url, follow_redirects=True) as response:
                     if response.status_code >= 400:
@@ -90,11 +105,8 @@ class RobotsCache:
             return _Verdict(None, False, f"{robots_url}: {type(exc).__name__}: {exc}", code="timeout")
         except httpx.ConnectError as exc:
             return _Verdict(None, False, f"{robots_url}: {exc}", code="connect_error")
-        except (httpx.HTTPError, BodyDecodeError) as exc:
-            why = f"{robots_url} unreadable ({type(exc).__name__}: {exc}), origin treated as disallowed"
-            return _Verdict(None, False, why)
         parser = urllib.robotparser.RobotFileParser(str(robots_url))
-        parser.parse(text.splitlines())
+        parser.parse([line for line in text.splitlines() if _directive(line) not in _IGNORED_DIRECTIVES])
         return _Verdict(parser, True, f"{robots_url} disallows it for user-agent {self._user_agent!r}")
 
     @staticmethod
@@ -102,6 +114,11 @@ class RobotsCache:
         if status == 429 or status >= 500:
             return _Verdict(None, False, f"{robots_url} answered HTTP {status}, origin treated as disallowed")
         return _Verdict(None, True, f"{robots_url} answered HTTP {status}, treated as absent")
+
+
+def _directive(line: str) -> str:
+    """``"Crawl-delay: 5 # slow"`` -> ``"crawl-delay"``, read the way urllib.robotparser reads it."""
+    return line.split("#", 1)[0].split(":", 1)[0].strip().lower()
 
 
 async def _read_robots_text(response: httpx.Response) -> str:
