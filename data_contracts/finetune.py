@@ -12,6 +12,7 @@ Frames hold labels, lengths and flags only, never the texts: GX hashes whole fra
 from __future__ import annotations
 
 import math
+import unicodedata
 from collections.abc import Sequence
 
 import great_expectations.expectations as gxe
@@ -24,9 +25,35 @@ from gptcore.tasks import TaskSpec
 MAX_REJECT_FRACTION = 0.1  # more unreadable rows than this means the reader or the column mapping is wrong
 
 
+class _Folding(dict):
+    """str.translate table, filled as characters are met (all of Unicode up front takes seconds): format characters
+    (zero-width space/joiners U+200B-U+200D, word joiner U+2060, BOM U+FEFF, soft hyphen U+00AD, bidi marks: category
+    Cf) vanish; punctuation (P*: curly and straight quotes, dashes, brackets, …) and the accents people type as
+    apostrophes become a space, so "don’t" and "don't" meet; anything else stays."""
+
+    def __missing__(self, code: int) -> str | int | None:
+        category = unicodedata.category(chr(code))
+        self[code] = None if category == "Cf" else " " if category.startswith("P") else code
+        return self[code]
+
+
+_FOLDING = _Folding({ord(c): " " for c in "`´ʹʻʼˈ′″"})
+
+
+def overlap_text(text: str) -> str:
+    """``text`` as the overlap check compares it: NFKC (ligatures, full-width forms, composed accents), invisible
+    characters dropped, punctuation folded to spaces, case-folded, whitespace runs collapsed.
+
+    Accents stay (``café`` ≠ ``cafe``) and so do word boundaries (``dont`` ≠ ``don't``): those are other words.
+    """
+    # Folded before NFKC too: NFKC turns "´" into a space and a combining accent, which would no longer fold.
+    text = unicodedata.normalize("NFKC", text.translate(_FOLDING)).translate(_FOLDING)
+    return " ".join(unicodedata.normalize("NFKC", text.casefold()).split())  # NFKC again: casefold can denormalise
+
+
 def example_key(example: Example) -> str:
-    """What makes two examples the same input: their texts, whitespace- and case-normalised (not the label)."""
-    return "\x1f".join(" ".join(text.split()).lower() for text in texts_of(example))
+    """What makes two examples the same input: their texts as ``overlap_text`` folds them (not the label)."""
+    return "\x1f".join(overlap_text(text) for text in texts_of(example))
 
 
 def _label_frame(spec: TaskSpec, examples: Sequence[Example]) -> tuple[pd.DataFrame, list]:

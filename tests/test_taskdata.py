@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
 
-from gptcore.taskdata import (ClassificationExample, EntailmentExample, MultipleChoiceExample, SimilarityExample,
-                              load_task_file, to_record)
+from gptcore.taskdata import (ClassificationExample, EntailmentExample, MultipleChoiceExample, RowReject,
+                              SimilarityExample, TaskFileError, jsonl_records, load_task_file, to_record)
 from gptcore.taskgen import next_sentence_choices, split_sentences
 
 
@@ -48,8 +49,12 @@ def test_every_generic_record_shape_round_trips_through_jsonl(tmp_path):
 def test_multiple_choice_labels_must_index_a_choice(tmp_path):
     path = jsonl(tmp_path / "mc.jsonl", [{"context": "c", "choices": ["a", "b"], "label": 2},
                                         {"context": "c", "choices": ["a"], "label": 0},
-                                        {"context": "c", "choices": ["a", ""], "label": 0}])
-    assert load_task_file(path, "multiple_choice").rejects == {"bad_label": 1, "bad_choices": 1, "empty_text": 1}
+                                        {"context": "c", "choices": ["a", ""], "label": 0},
+                                        {"context": "c", "choices": ["a", "b"], "label": "\u00b9"},  # superscript 1
+                                        {"context": "c", "choices": ["a", "b"], "label": "1"}])
+    data = load_task_file(path, "multiple_choice")
+    assert data.examples == [MultipleChoiceExample("c", ("a", "b"), 1)]
+    assert data.rejects == {"bad_label": 2, "bad_choices": 1, "empty_text": 1}
 
 
 def test_csv_with_a_column_mapping_and_quoted_multiline_fields(tmp_path):
@@ -80,6 +85,110 @@ def test_an_unknown_extension_or_reader_is_an_error_saying_what_to_pass(tmp_path
         load_task_file(tmp_path / "missing.jsonl", "classification")
 
 
+# -- damaged files: a fault rejects its row (file and line named), the other rows are kept -----------------------
+
+# reader: (task, file name, header lines, a good row numbered i, the row with each fault). A RACE "row" is a file.
+_STORY_HEADER = (b"InputStoryid,InputSentence1,InputSentence2,InputSentence3,InputSentence4,RandomFifthSentenceQuiz1,"
+                 b"RandomFifthSentenceQuiz2,AnswerRightEnding\n")
+_LONG_INT = b"9" * 5000  # past Python's 4300-digit int limit: json.loads raises a plain ValueError
+
+
+def _race(article: bytes) -> bytes:
+    return b'{"article": "' + article + b'", "questions": ["Q?"], "options": [["a", "b"]], "answers": ["A"]}'
+
+
+FORMATS = {
+    "jsonl": ("classification", "f.jsonl", b"", lambda i: b'{"text": "row %d", "label": "pos"}' % i, {
+        "undecodable": b'{"text": "caf\xe9", "label": "pos"}',
+        "undecodable_escape": b'{"text": "half \\ud800 a pair", "label": "pos"}',
+        "malformed_json": b'{"text": "cut off',
+        "not_an_object": b'["row", "pos"]',
+        "deep_nesting": b"[" * 100_000,
+        "huge_int": b'{"text": "x", "label": ' + _LONG_INT + b"}"}),
+    "csv": ("classification", "f.csv", b"text,label\n", lambda i: b"row %d,pos" % i, {
+        "undecodable": b"caf\xe9,pos",
+        "undecodable_label": b"fine,p\xffs",
+        "wrong_field_count": b"row,pos,extra"}),
+    "tsv": ("classification", "f.tsv", b"text\tlabel\n", lambda i: b"row %d\tpos" % i, {
+        "undecodable": b"\x80\x81\tpos",
+        "wrong_field_count": b"just one field"}),
+    "glue-sst2": ("classification", "sst2.tsv", b"sentence\tlabel\n", lambda i: b"row %d\t1" % i, {
+        "undecodable": b"na\xefve\t1"}),
+    "glue-cola": ("classification", "cola.tsv", b"", lambda i: b"gj04\t1\t\trow %d" % i, {
+        "undecodable": b"gj04\t1\t\tcaf\xe9"}),
+    "snli": ("entailment", "snli.jsonl", b"",
+             lambda i: b'{"gold_label": "neutral", "sentence1": "row %d", "sentence2": "h"}' % i, {
+                 "undecodable": b'{"gold_label": "neutral", "sentence1": "\xc3(", "sentence2": "h"}',
+                 "malformed_json": b'{"gold_label": "neutral"'}),
+    "storycloze": ("multiple_choice", "cloze.csv", _STORY_HEADER, lambda i: b"id%d,A,B,C,D,E1,E2,1" % i, {
+        "undecodable": b"id9,A,B\xff,C,D,E1,E2,1"}),
+    "race": ("multiple_choice", "race", b"", lambda i: _race(b"row %d" % i), {
+        "undecodable": _race(b"caf\xe9"),
+        "malformed_json": b'{"article": "cut',
+        "not_an_object": b"[]",
+        "options_not_a_list": b'{"article": "a", "questions": ["Q?"], "options": 3, "answers": ["A"]}'}),
+}
+REASONS = {"undecodable_escape": "undecodable", "undecodable_label": "undecodable", "not_an_object": "malformed_json",
+           "deep_nesting": "malformed_json", "huge_int": "malformed_json", "options_not_a_list": "missing_field"}
+CASES = [(reader, fault) for reader, (*_, faults) in FORMATS.items() for fault in faults]
+
+
+def write_rows(tmp_path: Path, reader: str, rows: list[bytes]) -> tuple[Path, list[tuple[Path, int]]]:
+    """The file (a folder of files for RACE) and where each row starts: (file, line)."""
+    _, name, header, *_ = FORMATS[reader]
+    if reader == "race":
+        folder = tmp_path / name
+        folder.mkdir()
+        for i, row in enumerate(rows):
+            (folder / f"{i}.txt").write_bytes(row)
+        return folder, [(folder / f"{i}.txt", 1) for i in range(len(rows))]
+    path = tmp_path / name
+    path.write_bytes(header + b"".join(row + b"\n" for row in rows))
+    first = header.count(b"\n") + 1
+    return path, [(path, first + i) for i in range(len(rows))]
+
+
+@pytest.mark.parametrize("reader, fault", CASES, ids=[f"{r}-{f}" for r, f in CASES])
+def test_a_damaged_row_is_rejected_with_its_file_and_line_and_the_other_rows_are_kept(tmp_path, reader, fault):
+    task, _, _, good, faults = FORMATS[reader]
+    path, where = write_rows(tmp_path, reader, [good(1), faults[fault], good(2)])
+    data = load_task_file(path, task, reader)
+    assert len(data.examples) == 2 and data.rows == 3
+    bad_file, bad_line = where[1]
+    assert data.rejected == [RowReject(str(bad_file), bad_line, REASONS.get(fault, fault))]
+    assert data.rejects == {REASONS.get(fault, fault): 1}
+
+
+def test_a_row_is_located_at_the_line_it_starts_on_when_quoted_fields_span_lines(tmp_path):
+    path = tmp_path / "reviews.csv"
+    path.write_bytes(b'text,label\n"two\nlines",pos\n"caf\xe9\nagain",neg\nok,pos\n')
+    data = load_task_file(path, "classification")
+    assert data.examples == [ClassificationExample("two\nlines", "pos"), ClassificationExample("ok", "pos")]
+    assert data.rejected == [RowReject(str(path), 4, "undecodable")]
+
+
+@pytest.mark.parametrize("reader, content, message", [
+    ("jsonl", b'{"text": "caf\xe9", "label": "pos"}\n\xff\xfe\n', r"first undecodable at .*f\.jsonl line 1\): save "
+                                                                  r"the file as UTF-8"),
+    ("jsonl", b"text,label\nfine,pos\n", r"malformed_json.*give JSON Lines"),
+    ("csv", b"sentence,stars\nfine,5\n", r"missing_field.*columns=\{\.\.\.\}"),
+    ("csv", b"", r"holds no rows"),
+    ("csv", b"text,label\n\n\n", r"holds no rows"),
+])
+def test_a_file_without_any_usable_row_is_refused_naming_the_file_and_what_to_do(tmp_path, reader, content, message):
+    path = tmp_path / "f.jsonl"
+    path.write_bytes(content)
+    with pytest.raises(TaskFileError, match=f"task file {re.escape(str(path))} .*{message}"):
+        load_task_file(path, "classification", reader)
+
+
+def test_jsonl_records_yields_each_line_or_its_reject_reason(tmp_path):
+    path = tmp_path / "lambada.jsonl"
+    path.write_bytes(b'{"text": "a"}\n\n{"text": "b\xff"}\n{oops\n')
+    assert list(jsonl_records(path)) == [(str(path), 1, {"text": "a"}, None), (str(path), 3, None, "undecodable"),
+                                         (str(path), 4, None, "malformed_json")]
+
+
 # -- standard datasets -----------------------------------------------------------------------------------------
 
 
@@ -92,10 +201,10 @@ def test_glue_sst2_and_cola(tmp_path):
         ClassificationExample("Our friends won't buy this.", "1"), ClassificationExample("They drank.", "0")]
 
 
-def test_glue_test_files_without_labels_are_rejected_row_by_row(tmp_path):
-    path = write(tmp_path / "test.tsv", "index\tsentence\n0\tuneasy mishmash\n")
-    data = load_task_file(path, "classification", "glue-sst2")
-    assert data.examples == [] and data.rejects == {"bad_label": 1}
+def test_glue_test_files_without_labels_are_rejected_row_by_row_and_then_refused_as_a_file(tmp_path):
+    path = write(tmp_path / "test.tsv", "index\tsentence\n0\tuneasy mishmash\n1\tflat\n")
+    with pytest.raises(TaskFileError, match=r"all 2 rows were rejected \({'bad_label': 2}.*GLUE's test files have no"):
+        load_task_file(path, "classification", "glue-sst2")
 
 
 def test_glue_entailment_tasks(tmp_path):
