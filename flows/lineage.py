@@ -2,7 +2,8 @@
 
 The manifest is the durable lineage record (it outlives Prefect's event retention): each version names its upstream
 inputs — files with checksums, or other versions as ``{"stage", "version", "checksum"}`` — so the chain from a model
-back to the Reddit dumps can be walked from the data root alone.
+back to the Reddit dumps can be walked from the data root alone. Upstream names read from a manifest are checked
+against the name rule before they are followed: an edited manifest cannot lead a walk out of the data root.
 """
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ import json
 from pathlib import Path
 from typing import Iterator
 
-from flows.store import MANIFEST, DataRoot, StoreError, code_version, file_entries, manifest_checksum, sha256_file, utc_now
+from flows.store import (MANIFEST, DataRoot, StoreError, check_version, code_version, file_entries, manifest_checksum,
+                         sha256_file, utc_now)
 
 
 def current_flow_run() -> dict | None:
@@ -40,6 +42,16 @@ def upstream_version(root: DataRoot, stage: str, version: str) -> dict:
             "url": root.version_url(stage, version), "flow_run": manifest.get("flow_run")}
 
 
+def refused_upstream(up: dict) -> str | None:
+    """Why a manifest's upstream version entry must not be followed (a stage or version name that breaks the name
+    rule, so it could point outside the data root), or None when it may be."""
+    try:
+        check_version(up.get("stage"), up.get("version"))
+    except ValueError as error:
+        return str(error)
+    return None
+
+
 def upstream_of(root: DataRoot, stage: str, version: str, wanted: str) -> str | None:
     """The nearest ``wanted`` version upstream of a version (breadth first through the manifests)."""
     queue, seen = [(stage, version)], set()
@@ -50,6 +62,9 @@ def upstream_of(root: DataRoot, stage: str, version: str, wanted: str) -> str | 
         seen.add(current)
         for up in root.read_manifest(*current).get("upstream", []):
             if up.get("kind") == "version":
+                if refusal := refused_upstream(up):
+                    raise StoreError(f"the manifest of {current[0]} {current[1]} names an upstream that is not "
+                                     f"followed: {refusal}; the manifest was edited or damaged: rebuild that version")
                 if up["stage"] == wanted:
                     return up["version"]
                 queue.append((up["stage"], up["version"]))
@@ -96,6 +111,12 @@ def lineage_graph(manifest: dict, root: DataRoot | None = None) -> tuple[list[di
         files = [up for up in manifest.get("upstream", []) if up["kind"] != "version"]
         for up in manifest.get("upstream", []):
             if up["kind"] != "version":
+                continue
+            if refused_upstream(up):
+                # the names may hold anything (quotes, '|'): keep them out of the card's markdown and mermaid
+                node, _ = add(f"refused/{me}/{len(nodes)}", "refused upstream", "breaks the name rule: not followed",
+                              None)
+                edges.append((node, me))
                 continue
             node, new = add(f"{up['stage']}/{up['version']}", f"{up['stage']} {up['version']}",
                             f"checksum `{up['checksum'][:12]}`", (up.get("flow_run") or {}).get("url"))
@@ -166,7 +187,9 @@ def walk_lineage(folder: Path | str) -> Iterator[tuple[int, dict]]:
     def visit(manifest: dict, depth: int) -> Iterator[tuple[int, dict]]:
         yield depth, manifest
         for up in manifest.get("upstream", []):
-            if up["kind"] == "version" and root.exists(up["stage"], up["version"]):
+            if up["kind"] == "version" and (refusal := refused_upstream(up)):
+                yield depth + 1, {"kind": "refused", "entry": up, "reason": refusal}
+            elif up["kind"] == "version" and root.exists(up["stage"], up["version"]):
                 yield from visit(root.read_manifest(up["stage"], up["version"]), depth + 1)
             else:
                 yield depth + 1, up
@@ -185,6 +208,8 @@ def format_lineage(folder: Path | str) -> str:
             out.append(f"{pad}{node['stage']} {node['version']}  checksum {node['checksum'][:12]}  {node['created_at']}  {run}")
             if counts:
                 out.append(f"{'  ' * depth}{'   ' if depth else ''}  {counts}")
+        elif node["kind"] == "refused":
+            out.append(f"{pad}REFUSED upstream (not followed): {node['reason']}")
         elif node["kind"] == "version":
             out.append(f"{pad}{node['stage']} {node['version']}  checksum {node['checksum'][:12]}  (not in this data root)")
         else:

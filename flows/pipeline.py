@@ -18,6 +18,7 @@ from prefect.logging import get_run_logger
 from data_contracts.gate import GateFailed
 from flows.stage import artifact_key
 from flows.store import DataRoot
+from gptcore.names import check_name
 
 ORDER = ("corpus", "tokenizer", "tokens", "runs", "finetune", "eval")
 
@@ -86,6 +87,7 @@ def pipeline(
     from flows.tokenize_corpus import tokenize
     from flows.train_tokenizer import train_tokenizer
 
+    check_run_names(name, finetune)
     root = DataRoot.from_env(data_root)
     stages = _Stages(root, name)
     common = {"data_root": root.url}
@@ -116,6 +118,19 @@ def pipeline(
     create_markdown_artifact(summary_markdown(root, versions), key=artifact_key("pipeline", name or run, "summary"),
                              description="What each stage of the pipeline published")
     return versions
+
+
+def check_run_names(name: str | None, finetune: list[dict[str, Any]] | None) -> None:
+    """Refuse, before any stage runs, a name that would only fail later (e.g. a fine-tuning run ``<name>-<task>``
+    too long after pretraining finished)."""
+    if name is not None:
+        check_name(name, "pipeline name")
+    for task in finetune or []:
+        if "name" not in task:
+            raise ValueError(f"finetune item {task!r} has no 'name': each fine-tuning run needs one, e.g. 'fortunes'")
+        check_name(task["name"], "finetune task name")
+        if name is not None:
+            check_name(f"{name}-{task['name']}", f"finetune run name (pipeline name + '-' + task {task['name']!r})")
 
 
 def summary_markdown(root: DataRoot, versions: dict[str, Any]) -> str:

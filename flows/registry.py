@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from flows.store import DataRoot, utc_now
+from gptcore.names import check_name
 
 FOLDER = "registry"
 
@@ -59,7 +60,7 @@ class Registry:
 
 
 def registry_path(root: DataRoot, name: str) -> str:
-    return f"{root.url}/{FOLDER}/{name}.json"
+    return f"{root.url}/{FOLDER}/{check_name(name, 'registry')}.json"
 
 
 def format_registry(registry: Registry) -> str:

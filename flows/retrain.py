@@ -19,6 +19,7 @@ from flows.evaluate_compare import LOWER_IS_BETTER
 from flows.registry import Registry, format_registry
 from flows.stage import artifact_key
 from flows.store import DataRoot
+from gptcore.names import check_name
 
 
 def new_dumps(root: DataRoot, dumps_dir: str, pattern: str, seen: dict[str, int]) -> dict[str, int]:
@@ -94,7 +95,8 @@ def retrain(
     root = DataRoot.from_env(data_root)
     reg = Registry.load(root, registry)
     arrived = new_dumps(root, dumps_dir, dump_pattern, reg.dumps_seen)
-    cycle = f"{registry}-{sum(1 for h in reg.history if h['decision'] != 'nothing-new') + 1:04d}"
+    cycle = check_name(f"{registry}-{sum(1 for h in reg.history if h['decision'] != 'nothing-new') + 1:04d}",
+                       "retrain cycle (registry name + '-NNNN'; use a shorter registry)")
     if not arrived:
         decision = {"cycle": None, "decision": "nothing-new", "reason": f"no new {dump_pattern} in {dumps_dir}"}
         reg.record(root, decision)

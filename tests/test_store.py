@@ -37,7 +37,7 @@ def test_in_progress_versions_reserve_their_number(tmp_path):
 
 
 def test_bad_version_name_is_refused(tmp_path):
-    with pytest.raises(StoreError, match="not a valid folder name"):
+    with pytest.raises(ValueError, match="not a valid folder name"):
         DataRoot.from_env(str(tmp_path)).work_dir("corpus", "../escape")
 
 
