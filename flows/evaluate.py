@@ -29,15 +29,16 @@ from flows.evaluate_compare import comparison_markdown, comparison_rows, metric_
 from flows.lineage import input_file, upstream_of, upstream_version, write_manifest
 from flows.stage import artifact_key, finish_version, start_version
 from flows.store import DataRoot, StoreError, atomic_write_json
-from gptcore.checkpoint import CHECKPOINT_DIR, latest_checkpoint, load_checkpoint
+from gptcore.checkpoint import CHECKPOINT_DIR, CHECKPOINT_FILES, latest_checkpoint, load_checkpoint
 from gptcore.contamination import NGRAM, BloomFilter, build_corpus_filter, example_texts, measure_overlap
 from gptcore.encoding import load_encoder
 from gptcore.finetune import TASK_FILE as FINETUNE_TASK_FILE
 from gptcore.finetune import evaluate_task
 from gptcore.model import GPT, GPTConfig
+from gptcore.names import check_name
 from gptcore.perplexity import evaluate_perplexity
-from gptcore.shards import read_index, split_of
-from gptcore.taskdata import load_task_file, to_record
+from gptcore.shards import SHARD_FILES, read_index, split_of
+from gptcore.taskdata import jsonl_records, load_task_file, to_record
 from gptcore.zeroshot import CompletionConfig, evaluate_completion, evaluate_last_word, evaluate_multiple_choice
 
 STAGE = "eval"
@@ -98,22 +99,16 @@ def read_task(spec: TaskSpec) -> TaskRecords:
 
 
 def read_jsonl_records(path: Path, needed: tuple[str, ...]) -> TaskRecords:
-    """JSONL records that have the ``needed`` string fields; other lines counted as ``malformed_json`` or
-    ``missing_field`` (blank lines are not rows)."""
+    """JSONL records that have the ``needed`` string fields; other lines counted as ``undecodable``,
+    ``malformed_json`` or ``missing_field`` (blank lines are not rows)."""
     records, rejects = [], {}
-    with open(path, encoding="utf-8") as fh:
-        for line in fh:
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError:
-                rejects["malformed_json"] = rejects.get("malformed_json", 0) + 1
-                continue
-            if not isinstance(record, dict) or not all(isinstance(record.get(k), str) and record[k] for k in needed):
-                rejects["missing_field"] = rejects.get("missing_field", 0) + 1
-                continue
-            records.append(record)
+    for line in jsonl_records(path):  # a line with bad bytes or broken JSON is that line's reject
+        reason = line.reason or (None if all(isinstance(line.record.get(k), str) and line.record[k] for k in needed)
+                                 else "missing_field")
+        if reason:
+            rejects[reason] = rejects.get(reason, 0) + 1
+            continue
+        records.append(line.record)
     return TaskRecords(records, rejects)
 
 
@@ -131,14 +126,27 @@ class RunRef:
     trained_on: str  # the tokens version the run was pretrained on: its training split is the pretraining text
     corpus: str  # the corpus of trained_on
     tokenizer_json: Path
+    run_folder: Path  # verified local folders (``verified_folder``)
+    tokens_folder: Path
 
 
-def resolve_run(root: DataRoot, label: str, tokens: str | None) -> RunRef:
+# Large files the readers check themselves against a checksum file that local_version verifies, so that each is
+# hashed once: validation shards against index.json (perplexity), checkpoints against their .sha256 (loading).
+CHECKED_ON_READ = {"tokens": (SHARD_FILES,), "runs": (CHECKPOINT_FILES,)}
+
+
+def verified_folder(root: DataRoot, folders: dict[tuple[str, str], Path], stage: str, version: str) -> Path:
+    """A version's local folder, verified the first time this evaluation reads it and reused after (``folders``)."""
+    if (stage, version) not in folders:
+        folders[stage, version] = root.local_version(stage, version, checked_on_read=CHECKED_ON_READ.get(stage, ()))
+    return folders[stage, version]
+
+
+def resolve_run(root: DataRoot, label: str, tokens: str | None, folders: dict[tuple[str, str], Path]) -> RunRef:
     run, _, checkpoint_name = label.partition("@")
-    folder = root.local_version("runs", run)
-    root.read_manifest("runs", run)  # raises with the published runs when it does not exist
+    folder = verified_folder(root, folders, "runs", run)  # raises with the published runs when it does not exist
     if checkpoint_name:
-        checkpoint = folder / CHECKPOINT_DIR / checkpoint_name
+        checkpoint = folder / CHECKPOINT_DIR / check_name(checkpoint_name, f"checkpoint of runs entry {label!r}")
         if not checkpoint.is_file():
             found = sorted(p.name for p in (folder / CHECKPOINT_DIR).glob("*.pt"))
             raise StoreError(f"run {run!r} has no checkpoint {checkpoint_name!r}; it has {found}")
@@ -157,7 +165,8 @@ def resolve_run(root: DataRoot, label: str, tokens: str | None) -> RunRef:
         raise StoreError(f"tokens version {trained_on!r} or {tokens!r} names no corpus/tokenizer upstream in its "
                          "manifest")
     return RunRef(label, run, checkpoint, tokens, trained_on, corpus,
-                  root.local_version("tokenizer", tokenizer) / "tokenizer.json")
+                  verified_folder(root, folders, "tokenizer", tokenizer) / "tokenizer.json", folder,
+                  verified_folder(root, folders, "tokens", tokens))
 
 
 def load_language_model(checkpoint: Path, device: torch.device) -> GPT:
@@ -178,8 +187,7 @@ def evaluate_run(root: DataRoot, ref: RunRef, specs: list[TaskSpec], max_tokens:
     dev = _device(device)
     model = load_language_model(ref.checkpoint, dev)
     encoder = load_encoder(ref.tokenizer_json)
-    tokens_folder = root.local_version("tokens", ref.tokens)
-    run_folder = root.local_version("runs", ref.run)
+    tokens_folder, run_folder = ref.tokens_folder, ref.run_folder
     result = {"run": ref.run, "checkpoint": ref.checkpoint.relative_to(ref.checkpoint.parent.parent).as_posix(),
               "tokens": ref.tokens, "trained_on": ref.trained_on, "corpus": ref.corpus,
               "perplexity": evaluate_perplexity(model, tokens_folder, encoder, "val", batch_size=batch_size,
@@ -215,13 +223,14 @@ def filter_cache_path(root: DataRoot, corpus: str, validation_fraction: float, f
 
 
 @task(name="pretraining-ngram-filter")
-def pretraining_filter(root: DataRoot, trained_on: str, corpus: str, false_positive_rate: float) -> str:
+def pretraining_filter(root: DataRoot, trained_on: Path, corpus: str, false_positive_rate: float) -> str:
     """Build (or reuse) the Bloom filter of the 8-grams of a tokens version's training documents; returns its path.
 
     The training split is the corpus minus the documents whose doc_id hash puts them in the validation split
-    (``gptcore.shards.split_of``), so a held-out document is not counted as seen.
+    (``gptcore.shards.split_of``), so a held-out document is not counted as seen. ``trained_on`` is the tokens
+    version's verified folder: only its index.json is read. The corpus is verified only when the filter is built.
     """
-    fraction = read_index(root.local_version("tokens", trained_on)).split_rule.validation_fraction
+    fraction = read_index(trained_on, verify_checksums=False).split_rule.validation_fraction
     path = filter_cache_path(root, corpus, fraction, false_positive_rate)
     if not path.is_file():
         files = sorted(root.local_version("corpus", corpus).glob("data/*.parquet"))
@@ -271,7 +280,8 @@ def evaluate(
     specs = [TaskSpec.from_dict(t) for t in tasks or []]
     if len({s.name for s in specs}) != len(specs):
         raise ValueError(f"task names must be unique, got {[s.name for s in specs]}")
-    refs = [resolve_run(root, label, tokens) for label in runs]
+    folders: dict[tuple[str, str], Path] = {}  # each upstream version verified once in this evaluation
+    refs = [resolve_run(root, label, tokens, folders) for label in runs]
     inputs = [{**input_file(s.path, "task"), "task": s.name} for s in specs]
     run_versions = list(dict.fromkeys(r.run for r in refs))
     upstream = [upstream_version(root, "runs", r) for r in run_versions]
@@ -280,6 +290,8 @@ def evaluate(
                   "inputs": {i["task"]: i["sha256"] for i in inputs},
                   "run_checksums": {u["version"]: u["checksum"] for u in upstream}}
     started = start_version(root, STAGE, version, parameters)
+    if started.published:  # an earlier run published it and was killed before its cleanup
+        return started.published
     out = started.out
     out.mkdir(parents=True, exist_ok=True)
 
@@ -291,7 +303,8 @@ def evaluate(
         results["runs"][ref.label] = evaluate_run(root, ref, specs, max_tokens, batch_size, device)
     if contamination and specs:
         for trained_on, corpus in dict.fromkeys((r.trained_on, r.corpus) for r in refs):
-            overlap = measure_contamination(pretraining_filter(root, trained_on, corpus, false_positive_rate), specs)
+            tokens_folder = verified_folder(root, folders, "tokens", trained_on)
+            overlap = measure_contamination(pretraining_filter(root, tokens_folder, corpus, false_positive_rate), specs)
             for ref in refs:
                 if ref.trained_on == trained_on:
                     for name, found in overlap.items():

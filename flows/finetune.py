@@ -15,7 +15,6 @@ import tempfile
 from dataclasses import asdict
 from pathlib import Path
 
-import fsspec
 from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
@@ -28,6 +27,8 @@ from flows.lineage import input_file, upstream_version, write_manifest
 from flows.sample import tokenizer_of_run
 from flows.stage import finish_version, start_version
 from flows.store import DataRoot, StoreError, sha256_file
+from flows.task_inputs import local_input
+from gptcore.checkpoint import CHECKPOINT_FILES
 from gptcore.finetune import (FinetuneConfig, evaluate_task, finetune as finetune_model, metric_names,
                               training_losses)
 from gptcore.taskdata import TaskData, load_task_file
@@ -43,20 +44,6 @@ def newest_pretrain_run(root: DataRoot) -> str:
             return run
     raise StoreError(f"finetune needs a pretrain run but {root.url}/{STAGE} has none: run pretrain first, or pass "
                      "pretrained=<run id> (and data_root)")
-
-
-def local_input(source: str, downloads: Path) -> Path:
-    """A task file as a local path: local paths as they are, URLs (any fsspec protocol) downloaded once."""
-    if "://" not in source or source.startswith("file://"):
-        path = Path(source.removeprefix("file://")).expanduser()
-        if not path.exists():
-            raise FileNotFoundError(f"task file {source} does not exist: pass an existing path or a URL")
-        return path
-    target = downloads / Path(source.split("?", 1)[0].rstrip("/")).name
-    with fsspec.open(source, "rb") as remote, open(target, "wb") as local:
-        while chunk := remote.read(1 << 20):
-            local.write(chunk)
-    return target
 
 
 def _describe_input(source: str, path: Path, kind: str) -> dict:
@@ -130,9 +117,10 @@ def finetune(
 ) -> str:
     """Fine-tune a pretrain run (default: the newest) on a task; returns the run folder.
 
-    ``task``: classification | entailment | similarity | multiple_choice. ``train`` / ``test``: paths or URLs,
-    read with ``reader`` (auto | jsonl | csv | tsv | glue-sst2 | glue-cola | glue-mnli | glue-rte | glue-qnli |
-    glue-mrpc | glue-qqp | glue-stsb | snli | scitail | race | storycloze); ``columns`` maps the generic field names
+    ``task``: classification | entailment | similarity | multiple_choice. ``train`` / ``test``: local paths, or URLs
+    under the data root (other URLs are refused: ``flows.task_inputs``), read with ``reader`` (auto | jsonl | csv |
+    tsv | glue-sst2 | glue-cola | glue-mnli | glue-rte | glue-qnli | glue-mrpc | glue-qqp | glue-stsb | snli |
+    scitail | race | storycloze); ``columns`` maps the generic field names
     to a generic file's columns. ``labels``: the declared classes (default: those in the train file). Defaults are
     GPT-1's (lr 6.25e-5, batch 32, 3 epochs, 0.2% warmup then linear decay, λ = ``aux_lm_weight`` 0.5, classifier
     dropout 0.1); ``max_steps`` caps the budget; ``init="random"`` trains the same architecture from scratch.
@@ -141,7 +129,7 @@ def finetune(
     root = DataRoot.from_env(data_root)
     pretrained = pretrained or newest_pretrain_run(root)
     pretrained_up = upstream_version(root, STAGE, pretrained)
-    pretrained_folder = root.local_version(STAGE, pretrained)
+    pretrained_folder = root.local_version(STAGE, pretrained, checked_on_read=(CHECKPOINT_FILES,))  # checked on load
     tokenizer = tokenizer_of_run(pretrained_folder, root)
     config = FinetuneConfig(lr=lr, batch_size=batch_size, epochs=epochs, warmup_fraction=warmup_fraction,
                             aux_lm_weight=aux_lm_weight, clf_dropout=clf_dropout, weight_decay=weight_decay,
@@ -149,7 +137,7 @@ def finetune(
                             checkpoint_every=checkpoint_every, seed=seed, device=device)
 
     with tempfile.TemporaryDirectory(prefix="finetune-inputs-") as downloads:
-        train_path, test_path = local_input(train, Path(downloads)), local_input(test, Path(downloads))
+        train_path, test_path = (local_input(source, Path(downloads), root) for source in (train, test))
         inputs = [_describe_input(train, train_path, "train"), _describe_input(test, test_path, "test")]
         train_data = load_task_file(train_path, task, reader, columns)
         test_data = load_task_file(test_path, task, reader, columns)
@@ -157,6 +145,8 @@ def finetune(
     logger.info("%s: %d train / %d test examples (rejected: train %s, test %s); labels %s", task,
                 len(train_data.examples), len(test_data.examples), dict(train_data.rejects), dict(test_data.rejects),
                 list(spec.labels) or ("scores" if spec.regression else "choice index"))
+    for rejected in (*train_data.rejected[:5], *test_data.rejected[:5]):  # where to look, without flooding the log
+        logger.warning("rejected %s line %d: %s %s", rejected.file, rejected.line, rejected.reason, rejected.detail)
     input_report = check_inputs(spec, train_data, test_data)
 
     # JSON round trip: the plan is compared with the stored one when resuming.
@@ -165,6 +155,8 @@ def finetune(
         "reader": reader, "columns": columns, "train": {"source": train, "sha256": inputs[0]["sha256"]},
         "test": {"source": test, "sha256": inputs[1]["sha256"]}, "finetune": asdict(config)}))
     started = start_version(root, STAGE, run, parameters)
+    if started.published:  # an earlier run published it and was killed before its cleanup
+        return started.published
     logger.info("run %s: fine-tuning %s (%s init) for %s", started.name, pretrained, init, task)
     result = train_task_model(pretrained_folder, tokenizer, spec, train_data, config, started.out)
     test_metrics = score_test(started.out, test_data, batch_size, device)

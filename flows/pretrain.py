@@ -28,9 +28,10 @@ from flows.gpu import gpu_slot
 from flows.lineage import upstream_version, write_manifest
 from flows.stage import artifact_key, finish_version, resolve_version, start_version
 from flows.store import DataRoot
-from gptcore.checkpoint import CheckpointError, latest_checkpoint, load_checkpoint
+from gptcore.checkpoint import CHECKPOINT_FILES, CheckpointError, checkpoint_in, latest_checkpoint, load_checkpoint
 from gptcore.data import TokenDataset
 from gptcore.model import GPTConfig, config_from_preset
+from gptcore.shards import read_index
 from gptcore.train import TrainConfig, read_metrics, train
 
 STAGE = "runs"
@@ -40,8 +41,9 @@ TORCHRUN_LOG = "torchrun.log"
 
 
 def unigram_entropy(tokens_folder: Path, split: str = "train", chunk: int = 1 << 24) -> float:
-    """Entropy (nats) of the split's token frequencies: the loss of a model that predicts only frequencies."""
-    data = TokenDataset(tokens_folder, split)
+    """Entropy (nats) of the split's token frequencies: the loss of a model that predicts only frequencies.
+    ``tokens_folder`` comes from ``DataRoot.local_version``, which has verified its shards."""
+    data = TokenDataset(tokens_folder, split, verify_checksums=False)
     counts = np.zeros(data.index.vocab_size, dtype=np.int64)
     for name in data.shard_files:
         tokens = np.memmap(data.index.folder / name, dtype=np.dtype(data.index.dtype), mode="r")
@@ -77,7 +79,7 @@ def train_model(model_config, train_config: TrainConfig, tokens_folder: Path, ou
     progress = _Progress(train_config.max_steps)
     with gpu_slot():
         result = train(model_config, train_config, tokens_folder, out, resume=True,
-                       log=lambda metrics: progress(metrics["step"]))
+                       log=lambda metrics: progress(metrics["step"]), verify_tokens=False)  # verified by the flow
     progress(result.step, force=True)
     return _result_summary(result)
 
@@ -95,7 +97,7 @@ def train_model_torchrun(model_config, train_config: TrainConfig, tokens_folder:
                                                 indent=2))
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node",
                str(nproc_per_node), "-m", "gptcore.train", "--tokens", str(tokens_folder), "--out", str(out),
-               "--config", str(out / LAUNCH_CONFIG)]
+               "--config", str(out / LAUNCH_CONFIG), "--tokens-verified"]  # verified once by the flow
     progress = _Progress(train_config.max_steps)
     with gpu_slot(), open(out / TORCHRUN_LOG, "ab") as log, \
             subprocess.Popen(command, stdout=subprocess.PIPE, stderr=log) as proc:
@@ -180,13 +182,17 @@ def pretrain(
     logger = get_run_logger()
     root = DataRoot.from_env(data_root)
     tokens = resolve_version(root, "tokens", tokens, "pretrain")
+    # Every file read below is verified here, once: the shards against the manifest (training reads them all).
     tokens_folder = root.local_version("tokens", tokens)
-    vocab_size = TokenDataset(tokens_folder, "train").index.vocab_size
+    vocab_size = read_index(tokens_folder, verify_checksums=False).vocab_size
     init_up, init_checkpoint = None, None
     if init_from is not None:
+        # The checkpoints are checked on load against their .sha256 files, which are verified here.
+        init_folder = root.local_version(STAGE, init_from, checked_on_read=(CHECKPOINT_FILES,))
         init_up = upstream_version(root, STAGE, init_from)
         init_manifest = root.read_manifest(STAGE, init_from)
-        init_checkpoint = str(root.local_version(STAGE, init_from) / init_manifest["counts"]["checkpoint"])
+        init_checkpoint = str(checkpoint_in(init_folder, init_manifest["counts"]["checkpoint"],
+                                            named_by=f"the manifest of run {init_from!r}"))
         model_config = GPTConfig(**init_manifest["parameters"]["model"])
         if model_config.vocab_size != vocab_size:
             raise ValueError(f"init_from run {init_from!r} has vocab_size {model_config.vocab_size} but tokens "
@@ -204,6 +210,8 @@ def pretrain(
     parameters = json.loads(json.dumps({"tokens": tokens, "tokens_checksum": tokens_up["checksum"], "preset": preset,
                                         "model": asdict(model_config), "train": asdict(train_config)}))
     started = start_version(root, STAGE, run, parameters)
+    if started.published:  # an earlier run published it and was killed before its cleanup
+        return started.published
     logger.info("run %s: preset %s on tokens %s (%s)", started.name, preset, tokens, started.out)
     if nproc_per_node > 1:
         result = train_model_torchrun(model_config, train_config, tokens_folder, started.out, nproc_per_node)

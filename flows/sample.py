@@ -8,7 +8,7 @@ import torch
 
 from flows.lineage import find_version_folder, upstream_of
 from flows.store import DataRoot, StoreError
-from gptcore.checkpoint import latest_checkpoint, load_checkpoint
+from gptcore.checkpoint import CHECKPOINT_FILES, latest_checkpoint, load_checkpoint
 from gptcore.encoding import load_encoder
 from gptcore.generate import generate
 from gptcore.model import GPT, GPTConfig
@@ -29,8 +29,11 @@ def tokenizer_of_run(run: Path, root: DataRoot | None = None) -> Path:
 
 def sample_from_run(run: str | Path, prompt: str, max_new_tokens: int = 100, temperature: float = 0.8,
                     top_k: int | None = 50, top_p: float | None = None, seed: int = 0) -> str:
-    """The prompt continued by the run's latest checkpoint."""
-    run = find_version_folder(run)
+    """The prompt continued by the run's latest checkpoint (the run verified against its manifest first)."""
+    found = find_version_folder(run)
+    # The checkpoint is checked on load against its .sha256, which local_version verifies.
+    run = DataRoot.from_env(str(found.parent.parent)).local_version(found.parent.name, found.name,
+                                                                   checked_on_read=(CHECKPOINT_FILES,))
     checkpoint = latest_checkpoint(run)
     if checkpoint is None:
         raise FileNotFoundError(f"{run} has no checkpoint (checkpoints/latest): is it a pretrain run folder?")

@@ -4,11 +4,13 @@ A stage builds its output in a local *work folder* (resumable: per-shard files w
 crash), then publishes it under ``<root>/<stage>/<version>/`` in one step. A published version is never modified.
 The data root is an fsspec URL (``GPTFORGE_DATA``, default ``./data``); on a local filesystem publishing is a
 rename, elsewhere (s3://, gs://, …) the work folder lives in a local cache (``GPTFORGE_CACHE``) and is uploaded,
-manifest last. Readers that need local files get a published version through ``DataRoot.local_version``.
+manifest last. Readers that need local files get a published version through ``DataRoot.local_version``, which
+first checks every file against the manifest and the manifest against its own checksum (``CorruptVersionError``).
 """
 from __future__ import annotations
 
 import datetime as dt
+import fnmatch
 import hashlib
 import json
 import os
@@ -24,15 +26,34 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from gptcore.files import atomic_write_bytes, sha256_file  # noqa: F401  (re-exported for the flows)
+from gptcore.names import NAME_RE, check_name
 
 DATA_ENV = "GPTFORGE_DATA"
 CACHE_ENV = "GPTFORGE_CACHE"
 MANIFEST = "manifest.json"
-VERSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+# The version folders a data root holds, with the name errors use for one of their versions.
+STAGES = {"corpus": "corpus version", "tokenizer": "tokenizer version", "tokens": "tokens version", "runs": "run",
+          "eval": "eval version"}
 
 
 class StoreError(RuntimeError):
     """A data-root problem the user must resolve (bad version name, conflicting parameters, missing version)."""
+
+
+class CorruptVersionError(StoreError):
+    """A published version whose files or manifest no longer match its manifest's checksums."""
+
+
+# The stage flow that builds each stage's versions: what a corrupt version's error tells the user to rerun.
+BUILT_BY = {"corpus": "build-corpus", "tokenizer": "train-tokenizer", "tokens": "tokenize",
+            "runs": "pretrain or finetune", "eval": "evaluate"}
+
+
+def check_version(stage: str, version: str) -> str:
+    """``version`` when ``<root>/<stage>/<version>`` is a folder of the data root: a known stage and a valid name."""
+    if not isinstance(stage, str) or stage not in STAGES:
+        raise ValueError(f"stage {stage!r} is not one of the data root's stages {tuple(STAGES)}")
+    return check_name(version, STAGES[stage])
 
 
 def atomic_write_json(path: Path, obj: Any) -> Path:
@@ -94,7 +115,7 @@ class DataRoot:
         return Path(self.url.removeprefix("file://"))
 
     def version_url(self, stage: str, version: str) -> str:
-        return f"{self.url}/{stage}/{version}"
+        return f"{self.url}/{stage}/{check_version(stage, version)}"
 
     def asset_key(self, stage: str, version: str) -> str:
         """Prefect asset key: the version folder as a URL (``file:///…`` for local roots)."""
@@ -112,7 +133,7 @@ class DataRoot:
         found = []
         for entry in self.fs.ls(base, detail=False):
             name = entry.rstrip("/").rsplit("/", 1)[-1]
-            if not name.startswith(".") and self.fs.exists(f"{entry.rstrip('/')}/{MANIFEST}"):
+            if NAME_RE.fullmatch(name) and self.fs.exists(f"{entry.rstrip('/')}/{MANIFEST}"):
                 found.append((self.read_manifest(stage, name).get("created_at", ""), name))
         return [name for _, name in sorted(found)]
 
@@ -147,25 +168,30 @@ class DataRoot:
 
     def work_dir(self, stage: str, version: str) -> Path:
         """Local, persistent staging folder of an unfinished version (kept across crashes for resuming)."""
-        if not VERSION_RE.match(version):
-            raise StoreError(f"version {version!r} is not a valid folder name: use letters, digits, '.', '_', '-'")
-        return self._work_base(stage) / f".{version}.partial"
+        return self._work_base(stage) / f".{check_version(stage, version)}.partial"
 
-    def local_version(self, stage: str, version: str) -> Path:
-        """A published version as a local folder, for readers that need files (memory maps, Parquet globs).
+    def local_version(self, stage: str, version: str, *, checked_on_read: tuple[str, ...] = ()) -> Path:
+        """A published version as a local folder, verified: nothing is read unverified (DESIGN.md, "Verified reads").
+
+        The manifest must match its own ``checksum`` and the folder must hold exactly the files it lists, each with
+        its size and sha256, else ``CorruptVersionError``. Every call hashes every file once: call it once per stage
+        and pass the folder on. ``checked_on_read`` (fnmatch patterns) names large files the reader checks itself
+        against a checksum file verified here (token shards against ``index.json``, checkpoints against their
+        ``.sha256``), so they are not hashed twice: here only their size is checked.
 
         On a local root this is the version folder itself. On an object store the version is downloaded once into
-        the local cache (``GPTFORGE_CACHE``), under a name that includes its manifest checksum, every file checked
-        against the manifest's size and sha256; later calls reuse it. Only the files the manifest lists are fetched.
+        the local cache (``GPTFORGE_CACHE``), under a name that includes its manifest checksum; later calls verify
+        and reuse that copy. Only the files the manifest lists are fetched.
         """
-        if self.is_local:
-            folder = self.local_path / stage / version
-            if not (folder / MANIFEST).is_file():
-                self.read_manifest(stage, version)  # raises with the list of published versions
-            return folder
         manifest = self.read_manifest(stage, version)
+        _check_manifest(manifest, stage, version, f"{self.version_url(stage, version)}/{MANIFEST}")
+        if self.is_local:
+            folder = self.local_path / stage / check_version(stage, version)
+            _verify_files(folder, manifest, stage, version, checked_on_read)
+            return folder
         folder = self._cache() / "versions" / stage / f"{version}-{manifest['checksum'][:16]}"
         if (folder / MANIFEST).is_file():
+            _verify_files(folder, manifest, stage, version, checked_on_read)
             return folder
         partial = folder.with_name(f".{folder.name}.download-{os.getpid()}")
         shutil.rmtree(partial, ignore_errors=True)
@@ -174,12 +200,11 @@ class DataRoot:
         for name in names:
             (partial / name).parent.mkdir(parents=True, exist_ok=True)
         self.fs.get([f"{remote}/{name}" for name in names], [str(partial / name) for name in names])
-        for name in names:
-            entry, path = manifest["outputs"][name], partial / name
-            if path.stat().st_size != entry["bytes"] or sha256_file(path) != entry["sha256"]:
-                shutil.rmtree(partial, ignore_errors=True)
-                raise StoreError(f"{remote}/{name} does not match its manifest (size or sha256): the published "
-                                 f"{stage} version {version!r} was modified or damaged in the store; rebuild it")
+        try:
+            _verify_files(partial, manifest, stage, version, checked_on_read)
+        except CorruptVersionError:
+            shutil.rmtree(partial, ignore_errors=True)
+            raise
         atomic_write_json(partial / MANIFEST, manifest)
         try:
             os.replace(partial, folder)
@@ -210,10 +235,16 @@ class DataRoot:
         return target
 
 
+def output_names(folder: Path) -> list[str]:
+    """Relative paths of the files a manifest's ``outputs`` describes: all but the manifest and dot files."""
+    return [p.relative_to(folder).as_posix() for p in sorted(folder.rglob("*"))
+            if p.is_file() and p.name != MANIFEST and not p.name.startswith(".")]
+
+
 def file_entries(folder: Path) -> dict[str, dict]:
     """Relative path → size and sha256 of every file in a folder (the manifest's ``outputs``)."""
-    return {p.relative_to(folder).as_posix(): {"bytes": p.stat().st_size, "sha256": sha256_file(p)}
-            for p in sorted(folder.rglob("*")) if p.is_file() and p.name != MANIFEST and not p.name.startswith(".")}
+    return {name: {"bytes": (folder / name).stat().st_size, "sha256": sha256_file(folder / name)}
+            for name in output_names(folder)}
 
 
 def manifest_checksum(manifest: dict) -> str:
@@ -222,3 +253,46 @@ def manifest_checksum(manifest: dict) -> str:
     for name, entry in sorted(manifest.get("outputs", {}).items()):
         h.update(f"{name}\0{entry['sha256']}\n".encode())
     return h.hexdigest()
+
+
+def _corrupt(stage: str, version: str, problem: str) -> CorruptVersionError:
+    return CorruptVersionError(f"{problem}: the published {stage} version {version!r} was modified or damaged after "
+                               f"it was published; rebuild it as a new version (run {BUILT_BY.get(stage, stage)}) "
+                               "and use that one instead")
+
+
+def _check_manifest(manifest: dict, stage: str, version: str, where: str) -> None:
+    """The manifest's own checksum holds, and every output it lists is a path inside the version folder."""
+    outputs = manifest.get("outputs")
+    if not isinstance(outputs, dict) or not isinstance(manifest.get("checksum"), str):
+        raise _corrupt(stage, version, f"{where} has no 'outputs' table or no 'checksum'")
+    for name in outputs:
+        parts = name.split("/")
+        if name.startswith("/") or "\\" in name or any(part in ("", ".", "..") for part in parts):
+            raise _corrupt(stage, version, f"{where} lists an output {name!r} outside its version folder")
+    try:
+        actual = manifest_checksum(manifest)
+    except (KeyError, TypeError):
+        raise _corrupt(stage, version, f"{where} has an output entry without a sha256") from None
+    if actual != manifest["checksum"]:
+        raise _corrupt(stage, version, f"{where} records checksum {manifest['checksum']} but its outputs hash to "
+                                       f"{actual} (an output's sha256 was edited)")
+
+
+def _verify_files(folder: Path, manifest: dict, stage: str, version: str, checked_on_read: tuple[str, ...]) -> None:
+    """Exactly the files the manifest lists, each with its size and (unless checked on read) its sha256."""
+    outputs = manifest["outputs"]
+    present = set(output_names(folder))
+    if extra := sorted(present - set(outputs)):
+        raise _corrupt(stage, version, f"{folder} holds files its manifest does not list: {extra[:5]}")
+    if missing := sorted(set(outputs) - present):
+        raise _corrupt(stage, version, f"{folder} lacks files its manifest lists: {missing[:5]}")
+    for name, entry in sorted(outputs.items()):
+        path = folder / name
+        if (size := path.stat().st_size) != entry["bytes"]:
+            raise _corrupt(stage, version, f"{path} has {size} bytes, its manifest records {entry['bytes']}")
+        if any(fnmatch.fnmatchcase(name, pattern) for pattern in checked_on_read):
+            continue
+        if (actual := sha256_file(path)) != entry["sha256"]:
+            raise _corrupt(stage, version, f"{path} has sha256 {actual}, its manifest records {entry['sha256']}")
+

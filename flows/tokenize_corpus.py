@@ -24,7 +24,7 @@ from flows.corpus.records import REJECT_SCHEMA, reject
 from flows.lineage import upstream_version, write_manifest
 from flows.runners import check_runner, run_tasks, shard_runner
 from flows.stage import finish_version, resolve_version, start_version
-from flows.store import DataRoot, atomic_write_table
+from flows.store import MANIFEST, DataRoot, atomic_write_table
 from gptcore.encoding import Encoder, load_encoder
 from gptcore.shards import ShardStats, ShardTask, SplitRule, plan_shards, tokenize_shard, write_index
 
@@ -103,8 +103,11 @@ def tokenize(
     root = DataRoot.from_env(data_root)
     corpus = resolve_version(root, "corpus", corpus, "tokenize")
     tokenizer = resolve_version(root, "tokenizer", tokenizer, "tokenize")
+    # Verified reads, first and once: every file of both versions against its manifest, before anything is started;
+    # so the checksums recorded below (upstream entries, index.json's tokenizer) are of the bytes used.
+    corpus_folder, tokenizer_folder = root.local_version("corpus", corpus), root.local_version("tokenizer", tokenizer)
     corpus_up, tokenizer_up = upstream_version(root, "corpus", corpus), upstream_version(root, "tokenizer", tokenizer)
-    tokenizer_manifest = root.read_manifest("tokenizer", tokenizer)
+    tokenizer_manifest = json.loads((tokenizer_folder / MANIFEST).read_text())  # the copy just verified
     trained_on = [u for u in tokenizer_manifest["upstream"] if u.get("stage") == "corpus"]
     mismatch = not any(u["version"] == corpus and u["checksum"] == corpus_up["checksum"] for u in trained_on)
     if mismatch:
@@ -114,14 +117,16 @@ def tokenize(
                   "tokenizer_checksum": tokenizer_up["checksum"], "validation_fraction": validation_fraction,
                   "shard_chars": shard_chars, "min_shards": min_shards, "max_documents_per_shard": max_documents_per_shard}
     started = start_version(root, STAGE, version, parameters)
+    if started.published:  # an earlier run published it and was killed before its cleanup
+        return started.published
     out = started.out
     out.mkdir(parents=True, exist_ok=True)
-    corpus_files = sorted(root.local_version("corpus", corpus).glob("data/*.parquet"))
+    corpus_files = sorted(corpus_folder.glob("data/*.parquet"))
     total_chars = sum(pc.sum(pq.read_table(f, columns=["n_chars"])["n_chars"]).as_py() or 0 for f in corpus_files)
     target = min(shard_chars, max(MIN_SHARD_CHARS, total_chars // max(min_shards, 1)))
     shards = plan_shards(corpus_files, out, validation_fraction=validation_fraction,
                          target_chars_per_shard=target, max_documents_per_shard=max_documents_per_shard)
-    tokenizer_json = str(root.local_version("tokenizer", tokenizer) / "tokenizer.json")
+    tokenizer_json = str(tokenizer_folder / "tokenizer.json")
     encoder = load_encoder(tokenizer_json)
     logger.info("tokenizing corpus %s with tokenizer %s (%s encoder%s) into %d shards",
                 corpus, tokenizer, encoder.kind, f", {encoder.fallback_reason}" if encoder.fallback_reason else "", len(shards))

@@ -4,7 +4,8 @@ Layout inside a run folder::
 
     checkpoints/step_000500.pt          torch.save of a dict of tensors and plain containers
     checkpoints/step_000500.pt.sha256   "<hex>  step_000500.pt" (sha256sum format)
-    checkpoints/latest                  "step_000500.pt": the newest complete checkpoint
+    checkpoints/latest                  "step_000500.pt": the newest complete checkpoint (a file name in
+                                        checkpoints/, nothing else: ``checkpoint_in`` refuses other pointers)
 
 Each file appears under its name only once complete (temporary sibling, fsync, rename), and ``latest`` moves only
 after the checkpoint and its checksum are in place, so a run killed at any moment leaves a loadable ``latest``.
@@ -21,8 +22,10 @@ import numpy as np
 import torch
 
 from gptcore.files import sha256_file
+from gptcore.names import check_name
 
 CHECKPOINT_DIR = "checkpoints"
+CHECKPOINT_FILES = f"{CHECKPOINT_DIR}/*.pt"  # a pattern: checked on load against their .sha256, not hashed twice
 LATEST = "latest"
 
 
@@ -56,11 +59,29 @@ def latest_checkpoint(run_dir: str | Path) -> Path | None:
     pointer = Path(run_dir) / CHECKPOINT_DIR / LATEST
     if not pointer.is_file():
         return None
-    path = pointer.parent / pointer.read_text().strip()
+    path = checkpoint_in(run_dir, f"{CHECKPOINT_DIR}/{pointer.read_text().strip()}", named_by=str(pointer))
     if not path.is_file():
         raise CheckpointError(f"{pointer} names {path.name}, which is missing: restore that file or delete "
                               f"{pointer} to resume from an earlier checkpoint")
     return path
+
+
+def checkpoint_in(run_dir: str | Path, relative: str, named_by: str) -> Path:
+    """``run_dir/checkpoints/<file>`` for ``relative`` = ``"checkpoints/<file>"``, refusing any other path.
+
+    Pointers read from a run (``latest``, a manifest's ``checkpoint``) stay inside it: an absolute path, ``..``, a
+    separator in the file name or a hidden file is a pointer someone edited, never one ``save_checkpoint`` wrote.
+    """
+    folder, _, name = relative.partition("/")
+    try:
+        check_name(name, "checkpoint file")
+    except ValueError:
+        name = ""
+    if folder != CHECKPOINT_DIR or not name:
+        raise CheckpointError(f"{named_by} names the checkpoint {relative!r}, which is not a file directly in "
+                              f"{Path(run_dir) / CHECKPOINT_DIR}: the pointer was edited or damaged; point it at a "
+                              f"checkpoint of this run (e.g. {checkpoint_name(0)!r}) or delete it")
+    return Path(run_dir) / CHECKPOINT_DIR / name
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:

@@ -12,7 +12,7 @@ from typing import Iterator
 
 import numpy as np
 
-from gptcore.shards import read_index
+from gptcore.shards import check_shard_checksums, read_index
 
 Batch = tuple[np.ndarray, np.ndarray]  # x, y: (B, T) int64
 
@@ -20,10 +20,14 @@ Batch = tuple[np.ndarray, np.ndarray]  # x, y: (B, T) int64
 class TokenDataset:
     """One split (``"train"`` or ``"val"``) of a tokens folder, its shards memory-mapped read-only."""
 
-    def __init__(self, folder: str | Path, split: str, *, verify_checksums: bool = False) -> None:
-        self.index = read_index(folder, verify_checksums=verify_checksums)
+    def __init__(self, folder: str | Path, split: str, *, verify_checksums: bool = True) -> None:
+        """``verify_checksums``: hash this split's shards against index.json (only pass False for shards the caller
+        has just verified, so no stage hashes a file twice)."""
+        self.index = read_index(folder, verify_checksums=False)
         self.split = split
         shards = [s for s in self.index.shards_of(split) if s.tokens]  # np.memmap refuses empty files
+        if verify_checksums:
+            check_shard_checksums(self.index, shards)
         if not shards:
             raise ValueError(f"tokens folder {self.index.folder} has no {split!r} tokens: re-tokenize with a "
                              "non-zero validation fraction / a corpus with documents in that split")

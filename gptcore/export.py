@@ -25,7 +25,7 @@ def export_nanogpt(tokens_folder: str | Path, out_dir: str | Path) -> dict[str, 
     """Write ``train.bin`` and ``val.bin`` (each split's shards concatenated), read by nanoGPT's
     ``np.memmap(path, dtype=np.uint16, mode="r")``. Returns split → path.
     """
-    index = read_index(tokens_folder)
+    index = read_index(tokens_folder, verify_checksums=False)  # each shard is verified while it is copied
     if index.dtype.itemsize != 2:
         raise ValueError(f"{index.folder} stores {index.dtype.str} ids (vocab_size {index.vocab_size:,} > 65,535) "
                          "but nanoGPT reads train.bin/val.bin as uint16: use export_llmc, or a vocabulary of at "
@@ -46,7 +46,7 @@ def export_llmc(tokens_folder: str | Path, out_dir: str | Path, prefix: str = "g
     """One llm.c data file per shard, ``<prefix>_<split>_<NNNNNN>.bin``: header (int32 x 256: magic, version,
     token count) then the ids. llm.c's trainer globs e.g. ``<out_dir>/<prefix>_train_*.bin``.
     """
-    index = read_index(tokens_folder)
+    index = read_index(tokens_folder, verify_checksums=False)  # each shard is verified while it is copied
     magic, version = LLMC_MAGIC_VERSION[index.dtype.itemsize]
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -28,6 +28,7 @@ from gptcore.files import atomic_write_bytes, sha256_file
 
 FORMAT_VERSION = 1
 INDEX_FILE = "index.json"
+SHARD_FILES = "*.bin"  # the shards (a pattern): checked on read against index.json, not hashed twice
 EOT_PLACEMENT = "before_each_document"
 SPLITS = ("train", "val")
 UINT16_MAX_VOCAB = 65_535  # DESIGN.md: uint32 "when the vocabulary exceeds 65,535"
@@ -216,7 +217,7 @@ def write_index(folder: str | Path, *, vocab_size: int, eot_id: int, tokenizer_s
     dtype = dtype_for_vocab(vocab_size)
     ordered = sorted(shards, key=lambda s: (SPLITS.index(s.split), s.file))
     for shard in ordered:
-        _check_shard_file(folder, shard, dtype, verify_checksum=False)
+        _check_shard_file(folder, shard, dtype)
     totals = {split: {"shards": sum(1 for s in ordered if s.split == split),
                       "tokens": sum(s.tokens for s in ordered if s.split == split),
                       "documents": sum(s.documents for s in ordered if s.split == split)} for split in SPLITS}
@@ -234,10 +235,11 @@ def write_index(folder: str | Path, *, vocab_size: int, eot_id: int, tokenizer_s
     return atomic_write_bytes(folder / INDEX_FILE, (json.dumps(index, indent=2) + "\n").encode())
 
 
-def read_index(folder: str | Path, *, verify_checksums: bool = False) -> TokenIndex:
-    """Load ``index.json`` and check every shard file exists with the recorded size (and sha256 when asked).
+def read_index(folder: str | Path, *, verify_checksums: bool = True) -> TokenIndex:
+    """Load ``index.json`` and check every shard file exists with the recorded size and sha256.
 
-    Sizes are always checked (cheap); checksums read every byte, so readers skip them and the gate turns them on.
+    Checksums read every byte of every shard: a caller that reads only the index, or only one split
+    (``TokenDataset``), passes ``verify_checksums=False`` and checks what it reads with ``check_shard_checksums``.
     """
     folder = Path(folder)
     path = folder / INDEX_FILE
@@ -257,13 +259,30 @@ def read_index(folder: str | Path, *, verify_checksums: bool = False) -> TokenIn
                               f"expected {dtype_for_vocab(raw['vocab_size']).str}")
     shards = tuple(ShardStats.from_entry(entry) for entry in raw["shards"])
     for shard in shards:
-        _check_shard_file(folder, shard, dtype, verify_checksum=verify_checksums)
-    return TokenIndex(folder=folder, dtype=dtype, vocab_size=raw["vocab_size"], eot_id=raw["eot_id"],
-                      tokenizer_sha256=raw["tokenizer_sha256"], split_rule=SplitRule(**raw["split_rule"]),
-                      shards=shards)
+        _check_shard_file(folder, shard, dtype)
+    index = TokenIndex(folder=folder, dtype=dtype, vocab_size=raw["vocab_size"], eot_id=raw["eot_id"],
+                       tokenizer_sha256=raw["tokenizer_sha256"], split_rule=SplitRule(**raw["split_rule"]),
+                       shards=shards)
+    if verify_checksums:
+        check_shard_checksums(index, shards)
+    return index
 
 
-def _check_shard_file(folder: Path, shard: ShardStats, dtype: np.dtype, *, verify_checksum: bool) -> None:
+def check_shard_checksums(index: TokenIndex, shards: Iterable[ShardStats]) -> None:
+    """Every given shard's bytes hash to the sha256 ``index.json`` records, else ``TokenIndexError``."""
+    for shard in shards:
+        path = index.folder / shard.file
+        if (actual := sha256_file(path)) != shard.sha256:
+            raise TokenIndexError(f"shard {path} has sha256 {actual} but {INDEX_FILE} records {shard.sha256}: the "
+                                  "file changed after tokenize wrote it; rebuild the tokens version (run tokenize "
+                                  "for a new version) and train on that")
+
+
+def _check_shard_file(folder: Path, shard: ShardStats, dtype: np.dtype) -> None:
+    """The shard is a plain file name of a known split, present with the size its token count implies."""
+    if "/" in shard.file or "\\" in shard.file or shard.file.startswith(".") or not shard.file:
+        raise TokenIndexError(f"shard {shard.file!r} in {folder / INDEX_FILE} is not a file name inside the tokens "
+                              "folder: index.json was edited or damaged; rebuild the tokens version")
     path = folder / shard.file
     if shard.split not in SPLITS:
         raise TokenIndexError(f"shard {shard.file} in {folder / INDEX_FILE} has split {shard.split!r}, "
@@ -276,9 +295,6 @@ def _check_shard_file(folder: Path, shard: ShardStats, dtype: np.dtype, *, verif
         raise TokenIndexError(f"shard {path} has {size:,} bytes but {INDEX_FILE} records {shard.tokens:,} tokens of "
                               f"{dtype.str} ({shard.tokens * dtype.itemsize:,} bytes): the file was truncated or "
                               "replaced; re-run tokenize for this version")
-    if verify_checksum and sha256_file(path) != shard.sha256:
-        raise TokenIndexError(f"shard {path} does not match the sha256 recorded in {INDEX_FILE}: the file changed "
-                              "after it was written; re-run tokenize for this version")
 
 
 # ---------------------------------------------------------------------------------------------------------------

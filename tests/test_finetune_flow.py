@@ -32,7 +32,10 @@ def task_files(tmp_path_factory) -> dict[str, str]:
     train = sentiment(48, seed=1)
     seen = {example.text for example in train}
     test = [example for example in sentiment(40, seed=2) if example.text not in seen]
-    return {"train": write_jsonl(folder / "train.jsonl", [{"text": e.text, "label": e.label} for e in train]),
+    train_file = write_jsonl(folder / "train.jsonl", [{"text": e.text, "label": e.label} for e in train])
+    with open(train_file, "ab") as fh:
+        fh.write(b'{"text": "the soup was caf\xe9 style", "label": "pos"}\n')  # Latin-1, not UTF-8: one reject
+    return {"train": train_file,
             "test": write_jsonl(folder / "test.jsonl", [{"text": e.text, "label": e.label} for e in test]),
             "test_unknown_label": write_jsonl(folder / "bad.jsonl", [{"text": "the soup was fine", "label": "meh"}]),
             "test_leaked": write_jsonl(folder / "leak.jsonl", [{"text": train[0].text, "label": train[0].label}])}
@@ -52,6 +55,7 @@ def test_a_finetune_run_records_the_pretrained_run_and_input_files_and_its_test_
     assert (train["kind"], test["kind"]) == ("train", "test") and len(train["sha256"]) == 64
     counts = manifest["counts"]
     assert counts["step"] == 12 and counts["train_examples"] == 48  # 2 epochs of 6 batches
+    assert counts["train_rejects"] == {"undecodable": 1} and counts["test_rejects"] == {}
     assert 0 <= counts["test_accuracy"] <= 1 and "test_macro_f1" in counts
     assert manifest["parameters"]["spec"] == {"task": "classification", "labels": ["neg", "pos"]}
     assert (run / "tokenizer.json").is_file() and (run / "task.json").is_file()
@@ -98,3 +102,18 @@ def test_a_crashed_run_reruns_to_the_same_result_and_refuses_changed_parameters(
     assert params_sha256(load_task_run(resumed)[0]) == params_sha256(load_task_run(whole)[0])
     assert json.loads((resumed / "manifest.json").read_text())["counts"]["test_accuracy"] == \
         json.loads((whole / "manifest.json").read_text())["counts"]["test_accuracy"]
+
+
+def test_a_task_file_url_outside_the_data_root_is_refused_before_anything_is_fetched_or_started(
+        pretrained_root, task_files, prefect_harness):
+    from flows.finetune import finetune
+    from flows.task_inputs import TaskInputRefused
+    from tests.test_fetch import Site
+
+    with Site() as site:
+        site.routes["/train.jsonl"] = lambda h: h.reply(200, Path(task_files["train"]).read_bytes())
+        with pytest.raises(TaskInputRefused, match="download the file first"):
+            finetune(train=site.url("/train.jsonl"), test=task_files["test"], run="url", data_root=pretrained_root.url,
+                     **FAST)
+        assert site.hits == {}
+    assert "url" not in pretrained_root.versions("runs")

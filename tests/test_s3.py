@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from flows.store import MANIFEST, DataRoot, StoreError
+from flows.store import MANIFEST, CorruptVersionError, DataRoot, StoreError
 from tests.test_dask import LENIENT
 from tests.test_tokenizer_flows import MODULES
 
@@ -152,7 +152,32 @@ def test_a_version_changed_in_the_store_is_refused_on_download(s3_url, tmp_path,
     with root.fs.open(f"{root.url}/corpus/v0001/notes.txt", "wb") as fh:
         fh.write(b"HELLO")
     monkeypatch.setenv("GPTFORGE_CACHE", str(tmp_path / "fresh-cache"))
-    with pytest.raises(StoreError, match="does not match its manifest"):
+    with pytest.raises(CorruptVersionError, match=r"notes.txt has sha256 [0-9a-f]{64}, its manifest records "
+                                                  r"[0-9a-f]{64}.*corpus version 'v0001' was modified or damaged"):
+        root.local_version("corpus", "v0001")
+    assert not list((tmp_path / "fresh-cache").rglob("notes.txt"))  # the damaged download is not kept
+
+
+def test_a_manifest_edited_in_the_store_is_refused_before_any_download(s3_url, tmp_path, monkeypatch):
+    root = DataRoot.from_env(f"{s3_url}/edited-manifest")
+    root.publish("corpus", "v0001", publish_two_files(root, "v0001"))
+    manifest = root.read_manifest("corpus", "v0001")
+    manifest["outputs"]["notes.txt"]["sha256"] = "0" * 64
+    with root.fs.open(f"{root.url}/corpus/v0001/{MANIFEST}", "wb") as fh:
+        fh.write(json.dumps(manifest).encode())
+    monkeypatch.setenv("GPTFORGE_CACHE", str(tmp_path / "fresh-cache"))
+    with pytest.raises(CorruptVersionError, match="records checksum [0-9a-f]{64} but its outputs hash to"):
+        root.local_version("corpus", "v0001")
+    assert not (tmp_path / "fresh-cache").exists()
+
+
+def test_a_cached_download_damaged_later_is_refused_on_the_next_read(s3_url, tmp_path, monkeypatch):
+    root = DataRoot.from_env(f"{s3_url}/damaged-cache")
+    root.publish("corpus", "v0001", publish_two_files(root, "v0001"))
+    monkeypatch.setenv("GPTFORGE_CACHE", str(tmp_path / "cache"))
+    local = root.local_version("corpus", "v0001")
+    (local / "notes.txt").write_text("HELLO")
+    with pytest.raises(CorruptVersionError, match=r"notes.txt has sha256"):
         root.local_version("corpus", "v0001")
 
 

@@ -166,13 +166,38 @@ def test_a_truncated_shard_fails_validation_naming_the_file(tmp_path):
         read_index(folder)
 
 
-def test_a_changed_shard_of_the_same_size_fails_checksum_verification(tmp_path):
+def test_a_changed_shard_of_the_same_size_fails_checksum_verification_by_default(tmp_path):
     folder = written_folder(tmp_path)
     path = folder / "train_000000.bin"
     path.write_bytes(bytes(path.stat().st_size))
-    read_index(folder)  # sizes still match
-    with pytest.raises(TokenIndexError, match="train_000000.bin does not match the sha256"):
-        read_index(folder, verify_checksums=True)
+    read_index(folder, verify_checksums=False)  # sizes still match
+    with pytest.raises(TokenIndexError, match=r"train_000000.bin has sha256 [0-9a-f]{64} but index.json records "
+                                              r"[0-9a-f]{64}.*rebuild the tokens version"):
+        read_index(folder)
+
+
+@pytest.mark.parametrize("split, refused", [("train", True), ("val", False)])
+def test_a_token_dataset_verifies_the_shards_of_its_own_split(tmp_path, split, refused):
+    from gptcore.data import TokenDataset
+
+    folder = written_folder(tmp_path)
+    path = folder / "train_000000.bin"
+    path.write_bytes(bytes(path.stat().st_size))  # ids changed, still in range, same size
+    if refused:
+        with pytest.raises(TokenIndexError, match="train_000000.bin has sha256"):
+            TokenDataset(folder, split)
+    else:
+        assert TokenDataset(folder, split).tokens == 4  # it never reads the train shard
+
+
+@pytest.mark.parametrize("name", ["../train_000000.bin", "/tmp/train_000000.bin", "sub/train.bin", ".hidden.bin"])
+def test_an_index_naming_a_shard_outside_the_tokens_folder_is_refused(tmp_path, name):
+    folder = written_folder(tmp_path)
+    raw = json.loads((folder / "index.json").read_text())
+    raw["shards"][0]["file"] = name
+    (folder / "index.json").write_text(json.dumps(raw))
+    with pytest.raises(TokenIndexError, match="not a file name inside the tokens folder"):
+        read_index(folder, verify_checksums=False)
 
 
 def test_a_folder_without_index_is_reported_as_not_a_tokens_folder(tmp_path):
