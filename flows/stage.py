@@ -1,9 +1,16 @@
 """What every stage flow does around its own work: start or resume a version, gate it, publish it with lineage.
 
-    version = start_version(root, "tokens", requested, parameters)   # work folder + frozen plan, resumable
+    version = start_version(root, "tokens", requested, parameters)   # lock, work folder + frozen plan, resumable
+    if version.published:                                             # an earlier run published it, then was killed
+        return version.published
     … the stage writes its outputs into version.out …
     manifest = write_manifest(version.out, …)
     finish_version(root, version, manifest, report, table_rows, asset_deps)   # artifacts, gate, publish, asset event
+
+A rerun after a kill at any point finishes the same version: before publish it resumes the work folder; between
+publish (the rename of ``out/``) and cleanup it finds the published version, removes the leftovers, emits the asset
+event the killed run did not, and the flow returns the version. One run per version at a time
+(``flows.version_lock``): held from ``start_version`` until ``finish_version`` ends, by the flow's process.
 """
 from __future__ import annotations
 
@@ -17,8 +24,11 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.assets import Asset, AssetProperties, add_asset_metadata, materialize
 
 from data_contracts.gate import GateFailed, GateReport
+from flows import version_lock
 from flows.lineage import lineage_card
-from flows.store import DataRoot, StoreError, atomic_write_json
+from flows.store import MANIFEST, DataRoot, StoreError, atomic_write_json
+
+PUBLISH_RECORD = "publish.json"  # asset deps and description, so a rerun after a killed cleanup emits the same event
 
 
 @dataclass(frozen=True)
@@ -27,6 +37,7 @@ class Version:
     name: str
     work: Path  # resumable work folder; ``out/`` inside it becomes the published version folder
     plan: dict  # parameters and anything frozen at the first start (e.g. earlier versions to dedup against)
+    published: str | None = None  # the version folder, when a killed run had already published it: return it
 
     @property
     def out(self) -> Path:
@@ -39,28 +50,45 @@ def start_version(root: DataRoot, stage: str, requested: str | None, parameters:
 
     With no version requested, an unfinished version started with the same parameters is resumed, else the next
     number is taken. ``frozen`` is recorded at the first start only (a resumed run keeps what it started with).
+    Call it from the flow (not ``.submit``): the version lock it takes belongs to the flow's process, and a second
+    run of the same version fails here at once with ``VersionInUse``.
     """
     name = requested
     if name is None:
         same = [p for p in root.partial_versions(stage) if (p / "plan.json").exists()
                 and json.loads((p / "plan.json").read_text())["parameters"] == parameters]
         name = same[0].name[1:-len(".partial")] if same else root.next_version(stage)
-    if root.exists(stage, name):
-        raise StoreError(f"{stage} version {name!r} is already published at {root.version_url(stage, name)}; "
-                         "versions are immutable: pass a new version (or none for the next number)")
     work = root.work_dir(stage, name)
-    plan_file = work / "plan.json"
-    if plan_file.exists():
-        plan = json.loads(plan_file.read_text())
-        if plan["parameters"] != parameters:
+    version_lock.hold(work, f"{stage} {name}")
+    try:
+        plan_file = work / "plan.json"
+        plan = json.loads(plan_file.read_text()) if plan_file.exists() else None
+        if root.exists(stage, name):
+            if plan is None or plan["parameters"] != parameters:
+                raise StoreError(f"{stage} version {name!r} is already published at {root.version_url(stage, name)};"
+                                 " versions are immutable: pass a new version (or none for the next number)")
+            version = Version(stage, name, work, plan, published=_finish_killed_publish(root, stage, name, work))
+            version_lock.release(work)
+            return version
+        if plan is None:
+            plan = {"version": name, "parameters": parameters, **(frozen or {})}
+            atomic_write_json(plan_file, plan)
+        elif plan["parameters"] != parameters:
             changed = sorted(k for k in parameters.keys() | plan["parameters"].keys()
                              if parameters.get(k) != plan["parameters"].get(k))
             raise StoreError(f"{stage} version {name!r} was started with other parameters (changed: {changed}); "
                              f"rerun with the original parameters to resume, or delete {work} to start over")
-    else:
-        plan = {"version": name, "parameters": parameters, **(frozen or {})}
-        atomic_write_json(plan_file, plan)
+    except BaseException:
+        version_lock.release(work)
+        raise
     return Version(stage, name, work, plan)
+
+
+def _finish_killed_publish(root: DataRoot, stage: str, name: str, work: Path) -> str:
+    """The published version's work folder outlived a kill: do what the killed run's publish task had left."""
+    record = json.loads((work / PUBLISH_RECORD).read_text()) if (work / PUBLISH_RECORD).exists() else {}
+    return _materialized(root, stage, name, record.get("asset_deps", []), record.get("description", ""),
+                         _clean_up_published)(root, stage, name, work)
 
 
 def resolve_version(root: DataRoot, stage: str, requested: str | None, needed_by: str) -> str:
@@ -88,24 +116,42 @@ def publish_artifacts(manifest: dict, report: GateReport, table_rows: list[dict]
     create_table_artifact(table_rows, key=artifact_key(stage, version, "counts"), description=f"Counts of {stage} {version}")
 
 
-def _publish(root: DataRoot, version: Version) -> str:
-    manifest = json.loads((version.out / "manifest.json").read_text())
-    add_asset_metadata(root.asset_key(version.stage, version.name),
+def _add_asset_metadata(root: DataRoot, stage: str, name: str, manifest: dict) -> None:
+    add_asset_metadata(root.asset_key(stage, name),
                        {"checksum": manifest["checksum"], **{k: v for k, v in manifest["counts"].items()
                                                              if isinstance(v, (int, float))}})
-    url = root.publish(version.stage, version.name, version.out)
-    shutil.rmtree(version.work, ignore_errors=True)
+
+
+def _publish(root: DataRoot, stage: str, name: str, work: Path) -> str:
+    _add_asset_metadata(root, stage, name, json.loads((work / "out" / MANIFEST).read_text()))
+    url = root.publish(stage, name, work / "out")
+    shutil.rmtree(work, ignore_errors=True)  # a kill before this line is finished by the rerun's start_version
     return url
+
+
+def _clean_up_published(root: DataRoot, stage: str, name: str, work: Path) -> str:
+    _add_asset_metadata(root, stage, name, root.read_manifest(stage, name))
+    shutil.rmtree(work, ignore_errors=True)
+    return root.version_url(stage, name)
+
+
+def _materialized(root: DataRoot, stage: str, name: str, asset_deps: list[str], description: str, fn):
+    asset = Asset(key=root.asset_key(stage, name), properties=AssetProperties(name=f"{stage} {name}",
+                                                                             description=description))
+    return materialize(asset, name=f"publish-{stage}", asset_deps=asset_deps)(fn)
 
 
 def finish_version(root: DataRoot, version: Version, manifest: dict, report: GateReport, table_rows: list[dict],
                    asset_deps: list[str], description: str) -> str:
-    """Publish artifacts, stop on a failed gate (nothing is published), else publish with an asset event."""
-    (version.work / "gate_report.md").write_text(report.markdown())
-    publish_artifacts(manifest, report, table_rows, root)
-    if not report.success:
-        raise GateFailed(report)
-    asset = Asset(key=root.asset_key(version.stage, version.name),
-                  properties=AssetProperties(name=f"{version.stage} {version.name}", description=description))
-    publish = materialize(asset, name=f"publish-{version.stage}", asset_deps=asset_deps)(_publish)
-    return publish(root, version)
+    """Publish artifacts, stop on a failed gate (nothing is published), else publish with an asset event.
+    The version lock is released either way."""
+    try:
+        (version.work / "gate_report.md").write_text(report.markdown())
+        publish_artifacts(manifest, report, table_rows, root)
+        if not report.success:
+            raise GateFailed(report)
+        atomic_write_json(version.work / PUBLISH_RECORD, {"asset_deps": asset_deps, "description": description})
+        publish = _materialized(root, version.stage, version.name, asset_deps, description, _publish)
+        return publish(root, version.stage, version.name, version.work)
+    finally:
+        version_lock.release(version.work)

@@ -6,7 +6,9 @@ Exact resume rests on three facts: batch ``i`` of the training stream is a pure 
 ``TokenDataset.random_batch``), the learning rate is a pure function of the step (``gptcore.schedule``), and the
 checkpoint holds everything else that changes (weights, AdamW moments, loss scaler, every process's RNG states).
 So a run killed after checkpoint ``k`` and resumed produces, on CPU, the same loss at every later step as a run
-that was never stopped.
+that was never stopped. Each checkpoint also holds its step's metrics line, so a run killed after its last
+checkpoint (before the line reached ``metrics.jsonl``, or before anyone read the result) resumes to the same
+metrics file and the same result, losses included, without running a step.
 
 Run folder::
 
@@ -101,24 +103,27 @@ class TrainResult:
     step: int  # optimizer steps completed (over all calls)
     tokens_seen: int
     stopped_by: str  # "max_steps", "max_tokens" or "max_minutes"
-    loss: float | None  # training loss of the last step this call ran (None if it ran none)
-    val_loss: float | None  # last validation loss this call measured
+    loss: float | None  # training loss of the run's last step (None if the run has none)
+    val_loss: float | None  # validation loss at the run's last step (measured now if the run has no steps)
     checkpoint: Path | None  # the newest checkpoint of the run
     elapsed_s: float  # training time summed over resumes
     params_sha256: str  # digest of the final weights: equal digests = equal models (e.g. across DDP ranks)
 
 
 def train(model_config: GPTConfig, train_config: TrainConfig, tokens_folder: str | Path, out_dir: str | Path,
-          resume: bool = True, log: Callable[[dict[str, Any]], None] | None = None) -> TrainResult:
+          resume: bool = True, log: Callable[[dict[str, Any]], None] | None = None, *,
+          verify_tokens: bool = True) -> TrainResult:
     """Train a ``GPT(model_config)`` on the ``train`` split of ``tokens_folder``, writing the run to ``out_dir``.
 
     With ``resume`` (the default) the run continues from ``out_dir``'s latest checkpoint when there is one.
     ``log`` receives every metrics dict (on the first process only), after the step's checkpoint is written.
     Under ``torchrun`` (``WORLD_SIZE`` > 1) every process calls this; the first one writes the run folder.
+    ``verify_tokens=False`` skips hashing the shards, for a caller that has just verified them.
     """
     started_group = _init_distributed(train_config.device)
     try:
-        result = _Trainer(model_config, train_config, Path(tokens_folder), Path(out_dir), resume, log).run()
+        result = _Trainer(model_config, train_config, Path(tokens_folder), Path(out_dir), resume, log,
+                          verify_tokens).run()
         if started_group:
             dist.barrier()  # no process tears the group down while another still has collectives in flight
         return result
@@ -131,7 +136,7 @@ class _Trainer:
     """One training run in one process: state and the steps that change it."""
 
     def __init__(self, model_config: GPTConfig, config: TrainConfig, tokens_folder: Path, out_dir: Path,
-                 resume: bool, log: Callable[[dict[str, Any]], None] | None) -> None:
+                 resume: bool, log: Callable[[dict[str, Any]], None] | None, verify_tokens: bool = True) -> None:
         self.config, self.out_dir, self.log = config, out_dir, log
         self.rank = dist.get_rank() if dist.is_initialized() else 0
         self.world = dist.get_world_size() if dist.is_initialized() else 1
@@ -141,8 +146,8 @@ class _Trainer:
         if self.seq_len > model_config.block_size:
             raise ValueError(f"seq_len {self.seq_len} exceeds the model's block_size {model_config.block_size}: "
                              "lower seq_len or pick a preset with a longer context")
-        self.train_data = TokenDataset(tokens_folder, "train")
-        self.val_data = TokenDataset(tokens_folder, "val")
+        self.train_data = TokenDataset(tokens_folder, "train", verify_checksums=verify_tokens)
+        self.val_data = TokenDataset(tokens_folder, "val", verify_checksums=verify_tokens)
         if self.train_data.index.vocab_size > model_config.vocab_size:
             raise ValueError(f"{tokens_folder} uses a vocabulary of {self.train_data.index.vocab_size:,} ids but the "
                              f"model has vocab_size {model_config.vocab_size:,}: set vocab_size to at least that")
@@ -164,12 +169,13 @@ class _Trainer:
                                            betas=config.betas, fused=self.device.type == "cuda")
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=config.precision == "fp16")
         self.step, self.tokens_seen, self.elapsed_before = 0, 0, 0.0
+        self.resumed_metrics: dict[str, Any] | None = None  # the metrics line of the checkpoint resumed from
         if self.checkpoint is not None:
             self._restore(load_checkpoint(self.checkpoint))
         else:
             torch.manual_seed(config.seed + self.rank)  # different dropout masks in every process
         if self.is_main:
-            _truncate_metrics(out_dir / METRICS_FILE, keep_through_step=self.step)
+            _truncate_metrics(out_dir / METRICS_FILE, self.step, self.resumed_metrics)
 
         runner: torch.nn.Module = torch.compile(self.model) if config.compile else self.model
         if self.world > 1 and not self.sharded:
@@ -185,7 +191,12 @@ class _Trainer:
         start = time.perf_counter()
         elapsed = self.elapsed_before
         stopped_by = self._stop_reason(elapsed)
-        loss = val_loss = None
+        # A run resumed at its end runs no step: its result is the checkpoint's (an older checkpoint without a
+        # metrics line has its validation loss measured again, on the same weights).
+        last = self.resumed_metrics or {}
+        loss, val_loss = last.get("loss"), last.get("val_loss")
+        if stopped_by is not None and val_loss is None:
+            val_loss = self.evaluate()
         self.model.train()
         while stopped_by is None:
             step_start = time.perf_counter()
@@ -196,7 +207,7 @@ class _Trainer:
             if self.step % self.config.eval_every == 0 or stopped_by:
                 val_loss = metrics["val_loss"] = self.evaluate()
             if self.step % self.config.checkpoint_every == 0 or stopped_by:
-                self._save(elapsed)
+                self._save(elapsed, metrics)
             if self.is_main:
                 _append_metrics(self.out_dir / METRICS_FILE, metrics)
                 if self.log is not None:
@@ -287,7 +298,7 @@ class _Trainer:
 
     # -- checkpoints ------------------------------------------------------------------------------------------
 
-    def _save(self, elapsed: float) -> None:
+    def _save(self, elapsed: float, metrics: dict[str, Any]) -> None:
         rng_states = [capture_rng_state()]
         if self.world > 1:  # every process's dropout stream, so each resumes its own
             rng_states = [None] * self.world
@@ -302,6 +313,7 @@ class _Trainer:
                 "step": self.step,
                 "tokens_seen": self.tokens_seen,
                 "elapsed_s": elapsed,
+                "metrics": metrics,  # this step's metrics line, restored if a kill kept it from the metrics file
                 "lr_schedule": {"max_lr": self.config.max_lr, "min_lr": self.config.min_lr,
                                 "warmup_steps": self.config.warmup_steps, "decay_steps": self.decay_steps},
                 "rng": rng_states,
@@ -330,6 +342,7 @@ class _Trainer:
             self.optimizer.load_state_dict(_optimizer_state_by_index(self.model, self.optimizer, state))
         self.scaler.load_state_dict(state["scaler"])
         self.step, self.tokens_seen, self.elapsed_before = state["step"], state["tokens_seen"], state["elapsed_s"]
+        self.resumed_metrics = state.get("metrics")  # absent in checkpoints written before it was stored
         if len(state["rng"]) == self.world:
             restore_rng_state(state["rng"][self.rank])
         else:  # another process count: no saved stream for this process; a fresh one, still reproducible
@@ -489,13 +502,16 @@ def _append_metrics(path: Path, metrics: dict[str, Any]) -> None:
         fh.write(json.dumps(metrics) + "\n")
 
 
-def _truncate_metrics(path: Path, keep_through_step: int) -> None:
-    """Drop lines of steps after the checkpoint being resumed (a killed run logged them; they will be redone)."""
+def _truncate_metrics(path: Path, keep_through_step: int, line_of_step: dict[str, Any] | None = None) -> None:
+    """Make the metrics file end at the checkpoint being resumed: drop lines of later steps (a killed run logged
+    them; they will be redone) and restore the checkpoint's own line when the kill came before it was written."""
     path.parent.mkdir(parents=True, exist_ok=True)
     kept = []
     if path.is_file() and keep_through_step > 0:
         kept = [line for line in path.read_text().splitlines()
                 if line.strip() and json.loads(line)["step"] <= keep_through_step]
+    if line_of_step is not None and (not kept or json.loads(kept[-1])["step"] < keep_through_step):
+        kept.append(json.dumps(line_of_step))
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     tmp.write_text("".join(line + "\n" for line in kept))
     os.replace(tmp, path)
@@ -521,6 +537,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dropout", type=float, help="override the preset's dropout")
     parser.add_argument("--vocab-size", type=int, help="default: the tokens folder's vocabulary size")
     parser.add_argument("--no-resume", action="store_true", help="start over even if --out has a checkpoint")
+    parser.add_argument("--tokens-verified", action="store_true",
+                        help="skip hashing the shards: the caller (the pretrain flow) has verified them")
     _add_config_flags(parser, TrainConfig)
     args = parser.parse_args(argv)
     if (args.preset is None) == (args.config is None):
@@ -533,12 +551,13 @@ def main(argv: list[str] | None = None) -> int:
         train_config = TrainConfig(**{**config.get("train", {}), **flags})
     else:
         overrides: dict[str, Any] = {"vocab_size": args.vocab_size
-                                     or TokenDataset(args.tokens, "train").index.vocab_size}
+                                     or TokenDataset(args.tokens, "train", verify_checksums=False).index.vocab_size}
         if args.dropout is not None:
             overrides["dropout"] = args.dropout
         model_config = config_from_preset(args.preset, **overrides)
         train_config = TrainConfig(**flags)
-    result = train(model_config, train_config, args.tokens, args.out, resume=not args.no_resume, log=_print_metrics)
+    result = train(model_config, train_config, args.tokens, args.out, resume=not args.no_resume, log=_print_metrics,
+                   verify_tokens=not args.tokens_verified)
     summary = {"rank": int(os.environ.get("RANK", "0")), **asdict(result), "checkpoint": str(result.checkpoint)}
     _write_line(json.dumps(summary) + "\n")
     return 0

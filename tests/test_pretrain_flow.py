@@ -131,3 +131,55 @@ def test_init_from_continues_pretraining_from_a_published_run(tokens_root, prefe
     assert [u["version"] for u in manifest["upstream"]] == ["k1", "r1"]
     first_loss = _metrics(run)[0]["loss"]
     assert first_loss < _metrics(Path(tokens_root.version_url("runs", "r1")))[0]["loss"] - 0.5
+
+
+class Killed(Exception):
+    pass
+
+
+def test_a_pretrain_killed_after_its_last_checkpoint_finishes_on_rerun(tokens_root, prefect_harness, monkeypatch):
+    from flows.pretrain import pretrain
+
+    def killed(*args, **kwargs):
+        raise Killed
+
+    # The state of a kill between the final checkpoint and its metrics line: training is over, nothing after it ran.
+    monkeypatch.setattr("flows.pretrain.unigram_entropy", killed)
+    with pytest.raises(Killed):
+        pretrain(run="last", data_root=tokens_root.url, **TRAIN)
+    monkeypatch.undo()
+    out = Path(tokens_root.local_path) / "runs" / ".last.partial" / "out"
+    lines = (out / "metrics.jsonl").read_text().splitlines(keepends=True)
+    (out / "metrics.jsonl").write_text("".join(lines[:-1]))
+    final = json.loads(lines[-1])
+
+    run = Path(pretrain(run="last", data_root=tokens_root.url, **TRAIN))
+    counts = json.loads((run / "manifest.json").read_text())["counts"]
+    assert (counts["step"], counts["loss"], counts["val_loss"]) == (40, final["loss"], final["val_loss"])
+    assert [m["step"] for m in _metrics(run)] == list(range(1, 41)) and _metrics(run)[-1] == final
+
+
+@pytest.mark.parametrize("requested", ["cleanup", None], ids=["named run", "next number"])
+def test_a_pretrain_killed_between_publish_and_cleanup_reruns_to_the_published_run(tokens_root, prefect_harness,
+                                                                                  monkeypatch, requested):
+    from flows.pretrain import pretrain
+
+    params = {**TRAIN, "seed": 7 if requested else 8}  # a plan of its own: "next number" resumes only its own
+    original = DataRoot.publish
+
+    def publish_then_killed(self, *args):
+        original(self, *args)
+        raise Killed
+
+    monkeypatch.setattr(DataRoot, "publish", publish_then_killed)
+    with pytest.raises(Killed):
+        pretrain(run=requested, data_root=tokens_root.url, **params)
+    monkeypatch.undo()
+    name = requested or next(v for v in tokens_root.versions("runs") if v.startswith("v"))
+    manifest = (tokens_root.local_path / "runs" / name / "manifest.json").read_bytes()
+    assert (tokens_root.local_path / "runs" / f".{name}.partial").is_dir(), "the state of the kill"
+
+    assert pretrain(run=requested, data_root=tokens_root.url, **params) == tokens_root.version_url("runs", name)
+    assert (tokens_root.local_path / "runs" / name / "manifest.json").read_bytes() == manifest
+    assert tokens_root.versions("runs").count(name) == 1
+    assert not list((tokens_root.local_path / "runs").glob(f".{name}.*")), "work folder and lock file removed"

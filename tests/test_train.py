@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from gptcore.checkpoint import (CheckpointError, capture_rng_state, latest_checkpoint, load_checkpoint,
-                                restore_rng_state)
+                                restore_rng_state, save_checkpoint)
 from gptcore.model import config_from_preset
 from gptcore.schedule import lr_at
 from gptcore.shards import ShardStats, ShardWriter, SplitRule, write_index
@@ -167,6 +167,46 @@ def test_a_run_killed_after_a_checkpoint_resumes_with_exactly_the_same_losses(tm
     assert sorted(losses(killed)) == list(range(1, 11)), "steps 5-6 of the killed run are logged once, redone"
     assert losses(killed) == losses(straight)  # exact equality, every step
     assert [m.get("val_loss") for m in read_metrics(killed)] == [m.get("val_loss") for m in read_metrics(straight)]
+
+
+def drop_last_metrics_line(run: Path) -> None:
+    lines = (run / "metrics.jsonl").read_text().splitlines(keepends=True)
+    (run / "metrics.jsonl").write_text("".join(lines[:-1]))
+
+
+def drop_stored_metrics_line(run: Path) -> None:
+    """A checkpoint as written before checkpoints held their step's metrics line."""
+    path = latest_checkpoint(run)
+    state = load_checkpoint(path)
+    del state["metrics"]
+    save_checkpoint(run, state["step"], state)
+
+
+KILLED_AFTER_THE_LAST_CHECKPOINT = {  # kill point → how to make that state from a finished run
+    "before its metrics line": drop_last_metrics_line,
+    "after its metrics line": lambda run: None,
+    "before its metrics line, checkpoint without one": lambda run: (drop_last_metrics_line(run),
+                                                                    drop_stored_metrics_line(run)),
+}
+
+
+@pytest.mark.parametrize("kill_point", KILLED_AFTER_THE_LAST_CHECKPOINT)
+def test_a_run_killed_after_its_last_checkpoint_reruns_to_the_result_of_an_unkilled_run(tmp_path, random_tokens,
+                                                                                       kill_point):
+    config = quick_config(max_steps=6, eval_every=4, checkpoint_every=3)
+    run = tmp_path / "run"
+    whole = train(tiny_model(), config, random_tokens, run)
+    metrics = read_metrics(run)
+    KILLED_AFTER_THE_LAST_CHECKPOINT[kill_point](run)
+
+    rerun = train(tiny_model(), config, random_tokens, run)
+    assert (rerun.step, rerun.tokens_seen, rerun.stopped_by, rerun.params_sha256) == (
+        whole.step, whole.tokens_seen, whole.stopped_by, whole.params_sha256)
+    assert rerun.val_loss == whole.val_loss and rerun.val_loss is not None
+    if kill_point == "before its metrics line, checkpoint without one":
+        assert read_metrics(run) == metrics[:-1], "nothing to restore the line from; the result is re-measured"
+    else:
+        assert rerun.loss == whole.loss and read_metrics(run) == metrics, "the same metrics file, every line once"
 
 
 def test_stopping_at_max_steps_and_continuing_matches_one_long_run(tmp_path, random_tokens):
