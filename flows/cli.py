@@ -23,7 +23,10 @@ def parse_params(pairs: list[str]) -> dict:
 
 
 def use_local_stack_if_up() -> None:
-    """Point Prefect at the local stack when it runs and no other API is configured (so runs show in its UI)."""
+    """Point Prefect at the local stack when it runs and no other API is configured (so runs show in its UI).
+
+    Only effective before Prefect is imported: its settings are read once, at import.
+    """
     from flows.stack import Stack
 
     stack = Stack.from_env()
@@ -32,12 +35,13 @@ def use_local_stack_if_up() -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> None:
+    # First: Prefect fixes its settings when it is first imported (prefect.context), and flows.deployments imports it.
+    use_local_stack_if_up()
     from flows.deployments import stage_flows
 
     flows = {f.name: f for f in stage_flows()}
     if args.stage not in flows:
         raise SystemExit(f"gptforge: unknown stage {args.stage!r}; stages: {', '.join(flows)}")
-    use_local_stack_if_up()
     result = flows[args.stage](**parse_params(args.param))
     print(result)
 

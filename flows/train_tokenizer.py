@@ -3,7 +3,8 @@
 GPT-2 style (default): byte-level BPE, 256 bytes + 50,000 merges + ``<|endoftext|>`` = 50,257 ids, GPT-2's
 pre-tokenization regex, no unknown tokens. GPT-1 style: ftfy, GPT-1's text standardization, spaCy's rule-based
 English tokenizer, lowercase, 40,000 merges with ``</w>`` end-of-word markers. Trained on a bounded sample streamed
-from the corpus; checked on held-out documents (chosen by a hash of ``doc_id``) it never saw.
+from the corpus; checked on held-out documents (chosen by a hash of ``doc_id``; at least one, see
+``gptcore.bpe_sample.plan_holdout``) it never saw.
 """
 from __future__ import annotations
 
@@ -16,10 +17,10 @@ from prefect.logging import get_run_logger
 from data_contracts.tokenizer import validate_tokenizer
 from flows.lineage import upstream_version, write_manifest
 from flows.stage import finish_version, resolve_version, start_version
-from flows.store import DataRoot
+from flows.store import DataRoot, check_version
 from gptcore.bpe import END_OF_TEXT, GPT2_VOCAB_SIZE, bpe_merges, bytes_per_token, round_trip_failures, train_gpt2_bpe, vocab_checksum
 from gptcore.bpe_gpt1 import GPT1_MERGES, train_gpt1_bpe
-from gptcore.bpe_sample import SampleStats, iter_corpus_texts
+from gptcore.bpe_sample import SampleStats, iter_corpus_texts, plan_holdout
 from gptcore.gpt1_text import gpt1_pretokenize
 
 STAGE = "tokenizer"
@@ -47,7 +48,8 @@ def check(tokenizer_json: Path, files: list[Path], style: str, heldout_bytes: in
     tokenizer = Tokenizer.from_file(str(tokenizer_json))
     heldout = list(iter_corpus_texts(files, heldout_bytes, split="holdout", holdout_fraction=holdout_fraction))
     pretokenize = gpt1_pretokenize if style == "gpt1" else None  # GPT-1 is lossy by design: check its normalized text
-    return {"heldout_documents": len(heldout), "heldout_bytes": sum(len(t.encode()) for t in heldout),
+    widened = plan_holdout(files, holdout_fraction).widened
+    return {"heldout_documents": len(heldout), "heldout_widened_to_lowest_hash": widened, "heldout_bytes": sum(len(t.encode()) for t in heldout),
             "bytes_per_token": bytes_per_token(tokenizer, heldout, pretokenize) if heldout else 0.0,
             "round_trip_failures": len(round_trip_failures(tokenizer, heldout, pretokenize)),
             "vocab_size": tokenizer.get_vocab_size(), "merges": len(bpe_merges(tokenizer)),
@@ -79,6 +81,8 @@ def train_tokenizer(
         raise ValueError(f"style must be one of {STYLES}, got {style!r}")
     logger = get_run_logger()
     root = DataRoot.from_env(data_root)
+    if version is not None:
+        check_version(STAGE, version)  # a bad name is refused before the corpus is read
     corpus = resolve_version(root, "corpus", corpus, "train-tokenizer")
     corpus_up = upstream_version(root, "corpus", corpus)
     special_tokens = list(special_tokens if special_tokens is not None else [END_OF_TEXT])
@@ -86,8 +90,14 @@ def train_tokenizer(
                   "vocab_size": vocab_size if style == "gpt2" else None, "merges": merges if style == "gpt1" else None,
                   "special_tokens": special_tokens, "sample_bytes": sample_bytes, "heldout_bytes": heldout_bytes,
                   "holdout_fraction": holdout_fraction, "min_frequency": min_frequency}
-    started = start_version(root, STAGE, version, parameters)
     files = sorted(root.local_version("corpus", corpus).glob("data/*.parquet"))
+    if plan_holdout(files, holdout_fraction).empty:  # fail before any work, not at the gate
+        raise ValueError(f"train-tokenizer: corpus {corpus} leaves no held-out document to check the tokenizer on "
+                         f"(holdout_fraction={holdout_fraction}; it needs at least 2 non-empty documents): set "
+                         "holdout_fraction above 0, or build a corpus of more documents (e.g. a finer text split)")
+    started = start_version(root, STAGE, version, parameters)
+    if started.published:  # an earlier run published it and was killed before its cleanup
+        return started.published
     sample = train(files, style, vocab_size, merges, special_tokens, sample_bytes, holdout_fraction, min_frequency, started.out)
     checked = check(started.out / "tokenizer.json", files, style, heldout_bytes, holdout_fraction)
     # GPT-2 style asks for an exact vocabulary size; GPT-1 style for an exact number of merges on top of the

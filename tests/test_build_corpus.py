@@ -14,6 +14,7 @@ import pytest
 
 from flows.demo.run import demo_parameters, prepare_inputs
 from flows.store import DataRoot
+from tests import webhosts
 
 
 @pytest.fixture(scope="module")
@@ -23,9 +24,12 @@ def demo_inputs(tmp_path_factory):
 
     folder = tmp_path_factory.mktemp("demo")
     pages = build_site(folder / "site", n_pages=24)
-    with DemoServer(folder / "site") as server, DemoServer(folder / "site", delay_s=5.0) as slow:
+    host = webhosts.BUILD_CORPUS
+    with DemoServer(folder / "site", webhosts.PAGES_PORT, host=host) as server, \
+            DemoServer(folder / "site", webhosts.SLOW_PORT, delay_s=5.0, host=host) as slow:
         dump, texts = prepare_inputs(folder, server.base_url, slow.base_url, pages)
-        yield {"dump": dump, "texts": texts, "params": demo_parameters(dump, texts) | {"shard_size": 10}}
+        yield {"dump": dump, "texts": texts,
+               "params": demo_parameters(dump, texts) | {"shard_size": 10, "allow_hosts": [host]}}
 
 
 @pytest.fixture(scope="module")

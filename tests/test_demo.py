@@ -16,6 +16,7 @@ import zstandard
 from flows.demo.dump import ENDPOINT_PATHS, MIN_SCORE, write_demo_dump
 from flows.demo.server import DemoServer
 from flows.demo.site import build_site, read_site, write_demo_texts
+from tests import webhosts
 
 N_PAGES = 20
 STDLIB = sysconfig.get_paths()["stdlib"]
@@ -152,6 +153,14 @@ def test_legacy_encodings_are_served_with_and_without_charset(site, server):
 def test_slow_host_delays_every_response_and_still_answers(site):
     with DemoServer(site, delay_s=0.05) as slow_host:
         assert httpx.get(f"{slow_host.base_url}/robots.txt").status_code == 200
+
+
+def test_a_fixed_address_gives_the_same_urls_every_run_and_a_busy_one_is_a_clear_error(site):
+    with DemoServer(site, webhosts.PAGES_PORT, host=webhosts.DEMO) as server:
+        assert server.base_url == f"http://{webhosts.DEMO}:{webhosts.PAGES_PORT}"
+        assert httpx.get(f"{server.base_url}/robots.txt").status_code == 200
+        with pytest.raises(OSError, match=rf"{webhosts.DEMO}:{webhosts.PAGES_PORT}: .*another host or port"):
+            DemoServer(site, webhosts.PAGES_PORT, host=webhosts.DEMO)
 
 
 # --- dump -------------------------------------------------------------------------------------------------------------

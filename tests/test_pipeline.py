@@ -2,6 +2,7 @@
 stops everything downstream and says why."""
 from __future__ import annotations
 
+import fcntl
 import json
 import pydoc
 import shutil
@@ -40,6 +41,10 @@ def inputs() -> dict:
     # A fixed folder: document ids (and so the validation split) derive from the files' absolute paths, and a
     # different split on every run would make the losses, and the gate's margin, vary from run to run.
     base = Path(tempfile.gettempdir()) / "gptforge-test-pipeline-inputs"
+    # One folder for every run, so a concurrent run of this module (another checkout, another user of the machine)
+    # waits here instead of deleting the files this one reads.
+    lock = open(base.with_suffix(".lock"), "w")
+    fcntl.flock(lock, fcntl.LOCK_EX)
     shutil.rmtree(base, ignore_errors=True)
     texts = write_texts(base / "texts", MODULES)
     # Held-out text (modules the corpus does not contain) for the multiple-choice task.
@@ -48,6 +53,7 @@ def inputs() -> dict:
     yield {"texts": str(texts), "train": write_jsonl(base / "mc_train.jsonl", records[:40]),
            "test": write_jsonl(base / "mc_test.jsonl", records[40:])}
     shutil.rmtree(base, ignore_errors=True)
+    lock.close()
 
 
 def pipeline_parameters(inputs: dict, **pretrain) -> dict:
@@ -107,7 +113,7 @@ def test_the_pipeline_runs_every_stage_as_a_child_run_and_links_them(inputs, tmp
     wanted = {(root / stage / version).as_uri() for stage, version in
               [("corpus", "p1"), ("tokenizer", "p1"), ("tokens", "p1"), ("runs", "p1"), ("runs", "p1-next"),
                ("eval", "p1")]}
-    deadline, seen = time.monotonic() + 30, set()
+    deadline, seen = time.monotonic() + 60, set()  # events arrive batched; slower on a loaded box
     while not wanted <= seen and time.monotonic() < deadline:
         events = _post("/events/filter", {"filter": {"event": {"prefix": ["prefect.asset.materialization"]},
                                                      "resource": {"id": sorted(wanted)}}, "limit": 50})["events"]

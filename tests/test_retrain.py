@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from tests import webhosts
 from tests.test_pipeline import PRETRAIN
 
 QUALITY = {"min_alpha_word_fraction": 0.5, "max_duplicate_line_fraction": 0.9,
@@ -23,7 +24,7 @@ def web(tmp_path_factory):
 
     folder = tmp_path_factory.mktemp("web")
     pages = [p for p in build_site(folder / "site", n_pages=40) if p.kind == "page"]
-    with DemoServer(folder / "site") as server:
+    with DemoServer(folder / "site", webhosts.PAGES_PORT, host=webhosts.RETRAIN) as server:
         def drop(name: str, part: list) -> Path:
             (folder / "dumps").mkdir(exist_ok=True)
             write_demo_dump(folder / "dumps" / name, server.base_url, part, seed=0)
@@ -32,7 +33,7 @@ def web(tmp_path_factory):
 
 
 def parameters(**pretrain) -> dict:
-    return {"corpus": {"allow_hosts": ["127.0.0.1"], "quality": QUALITY, "connect_timeout_s": 2.0,
+    return {"corpus": {"allow_hosts": [webhosts.RETRAIN], "quality": QUALITY, "connect_timeout_s": 2.0,
                        "read_timeout_s": 2.0},
             "tokenizer": {"vocab_size": 512, "holdout_fraction": 0.2},
             "tokens": {"validation_fraction": 0.2},

@@ -7,11 +7,13 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import httpx
 import pytest
 
 from flows.demo.run import demo_parameters, prepare_inputs
+from tests import webhosts
 
 
 def _free_port() -> int:
@@ -36,13 +38,38 @@ def _wait_for_materialization(api: str, asset_key: str, timeout_s: float = 60) -
     return False
 
 
-@pytest.fixture
-def stack_env(tmp_path):
-    env = os.environ | {"GPTFORGE_STATE": str(tmp_path / "state"), "GPTFORGE_DATA": str(tmp_path / "data"),
+@pytest.fixture(scope="module")
+def stack_env(tmp_path_factory):
+    """One stack state for the module (starting a server is slow): each test runs `gptforge up`, which only starts
+    what is not running, so the tests pass in any order."""
+    state = tmp_path_factory.mktemp("stack")
+    env = os.environ | {"GPTFORGE_STATE": str(state / "state"), "GPTFORGE_DATA": str(state / "data"),
                         "GPTFORGE_PORT": str(_free_port())}
     env.pop("PREFECT_API_URL", None)
     yield env
     _cli("down", env=env)
+
+
+def test_gptforge_run_on_a_running_stack_is_recorded_in_its_api(stack_env, tmp_path):
+    from flows.demo.site import write_demo_texts
+    from flows.stack import HOST
+
+    up = _cli("up", env=stack_env)
+    assert up.returncode == 0, up.stderr[-3000:]
+    texts = [str(p) for p in write_demo_texts(tmp_path / "texts")]
+    quality = demo_parameters(tmp_path / "none.zst", [])["quality"]
+    run = _cli("run", "build-corpus", f"-ptexts={json.dumps(texts)}", "-pversion=cli1",
+               f"-pquality={json.dumps(quality)}", env=stack_env)
+    assert run.returncode == 0, run.stderr[-3000:]
+    manifest = json.loads((Path(run.stdout.strip().splitlines()[-1]) / "manifest.json").read_text())
+    ui = f"http://{HOST}:{stack_env['GPTFORGE_PORT']}"
+    # A temporary server writes the stack's database too (it inherits PREFECT_HOME), so the API alone cannot tell.
+    assert "Starting temporary server" not in run.stderr
+    assert manifest["flow_run"]["url"] == f"{ui}/runs/flow-run/{manifest['flow_run']['id']}"
+    flow_run = httpx.get(f"{ui}/api/flow_runs/{manifest['flow_run']['id']}")
+    assert flow_run.status_code == 200
+    assert flow_run.json()["state"]["type"] == "COMPLETED"
+    assert httpx.get(f"{ui}/api/flows/{flow_run.json()['flow_id']}").json()["name"] == "build-corpus"
 
 
 def test_deployment_run_through_the_local_server_builds_a_corpus_with_lineage(stack_env, tmp_path):
@@ -59,14 +86,16 @@ def test_deployment_run_through_the_local_server_builds_a_corpus_with_lineage(st
     client_env = stack_env | exports
 
     pages = build_site(tmp_path / "site", n_pages=12)
-    with DemoServer(tmp_path / "site") as server, DemoServer(tmp_path / "site", delay_s=5.0) as slow:
+    host = webhosts.STACK
+    with DemoServer(tmp_path / "site", webhosts.PAGES_PORT, host=host) as server, \
+            DemoServer(tmp_path / "site", webhosts.SLOW_PORT, delay_s=5.0, host=host) as slow:
         dump, texts = prepare_inputs(tmp_path, server.base_url, slow.base_url, pages)
-        params = demo_parameters(dump, texts) | {"version": "s1"}
+        params = demo_parameters(dump, texts) | {"version": "s1", "allow_hosts": [host]}
         run = subprocess.run([sys.executable, "-m", "prefect", "deployment", "run", "build-corpus/local",
                               "--params", json.dumps(params), "--watch", "--watch-timeout", "300"],
                              env=client_env, capture_output=True, text=True, timeout=360)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
-    corpus = tmp_path / "data" / "corpus" / "s1"
+    corpus = Path(stack_env["GPTFORGE_DATA"]) / "corpus" / "s1"
     manifest = json.loads((corpus / "manifest.json").read_text())
     assert manifest["counts"]["documents"] > 0
     run_id = manifest["flow_run"]["id"]

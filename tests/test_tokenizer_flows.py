@@ -14,6 +14,7 @@ from tokenizers import Tokenizer
 from flows.corpus.records import DOC_SCHEMA, doc_id_for
 from flows.lineage import write_manifest
 from flows.store import DataRoot, atomic_write_table
+from gptcore.bpe_sample import DEFAULT_HOLDOUT_FRACTION, is_holdout
 
 MODULES = ["argparse", "base64", "calendar", "collections", "csv", "difflib", "fractions", "ftplib", "gettext",
            "heapq", "imaplib", "json", "logging", "mailbox", "optparse", "pathlib", "pickle", "pprint", "shlex",
@@ -23,15 +24,19 @@ MODULES = ["argparse", "base64", "calendar", "collections", "csv", "difflib", "f
 
 def publish_corpus(root: DataRoot, version: str, modules: list[str]) -> None:
     """A corpus version made of pydoc's plain-text rendering of stdlib modules, one document per paragraph group."""
-    docs = []
+    chunks = []
     for name in modules:
         text = pydoc.render_doc(name, renderer=pydoc.plaintext)
-        chunks = [text[i:i + 3000] for i in range(0, len(text), 3000)]
-        for i, chunk in enumerate(chunks):
-            url = f"file:///pydoc/{name}#{i}"
-            docs.append({"doc_id": doc_id_for(url), "url": url, "source": "text", "title": name, "text": chunk,
-                         "n_chars": len(chunk), "n_words": len(chunk.split()), "lang": "en", "lang_score": 1.0,
-                         "text_hash": hashlib.sha256(chunk.encode()).hexdigest(), "submission_ids": [], "subreddits": []})
+        chunks += [(f"file:///pydoc/{name}#{i // 3000}", text[i:i + 3000]) for i in range(0, len(text), 3000)]
+    publish_documents(root, version, chunks)
+
+
+def publish_documents(root: DataRoot, version: str, chunks: list[tuple[str, str]]) -> None:
+    """A corpus version of (url, text) documents."""
+    docs = [{"doc_id": doc_id_for(url), "url": url, "source": "text", "title": url, "text": chunk,
+             "n_chars": len(chunk), "n_words": len(chunk.split()), "lang": "en", "lang_score": 1.0,
+             "text_hash": hashlib.sha256(chunk.encode()).hexdigest(), "submission_ids": [], "subreddits": []}
+            for url, chunk in chunks]
     work = root.work_dir("corpus", version) / "out"
     atomic_write_table(work / "data" / "part-00000.parquet", pa.Table.from_pylist(docs, schema=DOC_SCHEMA))
     write_manifest(work, "corpus", version, {}, [], {"documents": len(docs)})
@@ -69,6 +74,35 @@ def test_too_small_a_sample_for_the_vocabulary_says_what_to_do(root, prefect_har
     with pytest.raises(ValueError, match="sample_bytes|vocab_size"):
         train_tokenizer(corpus="c2", version="t-big", data_root=root.url, sample_bytes=20_000, vocab_size=50_257)
     assert "t-big" not in root.versions("tokenizer")
+
+
+def small_corpus_the_default_fraction_skips(n_docs: int) -> list[tuple[str, str]]:
+    """n short pydoc passages whose doc ids the 1% hash rule holds none of (fixed: the first such urls in order)."""
+    text = " ".join(pydoc.render_doc(name, renderer=pydoc.plaintext) for name in MODULES[:10])
+    urls = (f"file:///small/{i}" for i in range(10_000))
+    skipped = [u for u in urls if not is_holdout(doc_id_for(u), DEFAULT_HOLDOUT_FRACTION)][:n_docs]
+    return [(url, text[i * 1500:(i + 1) * 1500]) for i, url in enumerate(skipped)]
+
+
+def test_a_small_corpus_the_hash_rule_holds_nothing_of_is_checked_on_its_lowest_hash_document(root, prefect_harness):
+    from flows.train_tokenizer import train_tokenizer
+
+    publish_documents(root, "c-small", small_corpus_the_default_fraction_skips(100))
+    folder = Path(train_tokenizer(corpus="c-small", version="t-small", data_root=root.url, vocab_size=512))
+    counts = json.loads((folder / "manifest.json").read_text())["counts"]
+    assert counts["heldout_documents"] == 1 and counts["heldout_widened_to_lowest_hash"] is True
+    assert counts["sample"]["documents"] == 99, "the held-out document is not trained on"
+    assert 1.0 < counts["bytes_per_token"] < 10.0 and counts["round_trip_failures"] == 0
+
+
+def test_a_one_document_corpus_fails_before_training_saying_what_to_change(root, prefect_harness):
+    from flows.train_tokenizer import train_tokenizer
+
+    publish_documents(root, "c-one", small_corpus_the_default_fraction_skips(1))
+    with pytest.raises(ValueError, match=r"corpus c-one leaves no held-out document.*holdout_fraction.*more documents"):
+        train_tokenizer(corpus="c-one", version="t-one", data_root=root.url, vocab_size=300)
+    assert "t-one" not in root.versions("tokenizer")
+    assert not list(Path(root.url, "tokenizer").glob(".t-one*")), "nothing started"
 
 
 def test_gpt1_style_trains_merges_with_end_of_word_markers(root, prefect_harness):

@@ -6,7 +6,8 @@ fetcher should accept, a gzip bomb, and pages in legacy encodings with and witho
 instance with `delay_s` plays a slow host.
 
 In-process: `with DemoServer(site_dir) as server: server.base_url`. As its own process (for the local Prefect stack):
-`python -m flows.demo.server --root SITE_DIR --port 8765`.
+`python -m flows.demo.server --root SITE_DIR --port 8765`. Port 0 (the default) picks a free port; since document ids
+hash the URL, port included, whoever needs the same ids on every run (tests) passes a fixed host and port.
 """
 from __future__ import annotations
 
@@ -47,7 +48,7 @@ BINARIES = {  # path -> (content type, body): real headers of each format, short
 
 
 class DemoServer:
-    """A threaded HTTP server on 127.0.0.1 serving a built demo site (see flows.demo.site) and the noise endpoints."""
+    """A threaded HTTP server on 127.0.0.1 (or another loopback ``host``) serving a built demo site (see flows.demo.site) and the noise endpoints."""
 
     def __init__(self, root: Path, port: int = 0, *, delay_s: float = 0.0, slow_s: float = DEFAULT_SLOW_S,
                  huge_bytes: int = DEFAULT_HUGE_BYTES, bomb_bytes: int = DEFAULT_BOMB_BYTES, host: str = "127.0.0.1"):
@@ -61,7 +62,12 @@ class DemoServer:
         self.stopping = threading.Event()  # wakes handlers that are sleeping, so stop() is prompt
         self._flaky_lock = threading.Lock()
         self._flaky_failed = False
-        self._httpd = ThreadingHTTPServer((host, port), _Handler)
+        try:
+            self._httpd = ThreadingHTTPServer((host, port), _Handler)
+        except OSError as exc:
+            raise OSError(exc.errno, f"cannot serve the demo site on {host}:{port}: {exc.strerror}; another process "
+                          "(an earlier run of the same test?) may hold it: stop it, or pass another host or port "
+                          "(every 127.0.0.N is loopback)") from exc
         self._httpd.daemon_threads = True
         self._httpd.demo = self  # type: ignore[attr-defined]  # the handler's way back to this configuration
         self._thread: threading.Thread | None = None
