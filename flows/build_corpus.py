@@ -28,7 +28,7 @@ from flows.corpus import assemble
 from flows.corpus.dedup import write_dedup_index
 from flows.corpus.dedup_shards import Unit, find_bucket_collisions, plan_units, read_result, resolve, write_unit_keys
 from flows.corpus.minhash import MinHashConfig, fingerprint_table
-from flows.corpus.dumps import LinkFilterConfig, filter_dump, merge_links
+from flows.corpus.dumps import LinkFilterConfig, filter_dump, merge_dump_links
 from flows.corpus.fetch import FetchConfig, fetch_to_warc
 from flows.corpus.process import ProcessConfig, process_pages_parallel
 from flows.corpus.quality import QualityConfig
@@ -70,24 +70,26 @@ def filter_links(index: int, dump: str, work: Path, config: LinkFilterConfig) ->
         result = filter_dump(dump, config)
         atomic_write_table(rejected, result.rejects)
         atomic_write_json(counts_file, result.counts)
-        atomic_write_table(out, result.links)
+        atomic_write_table(out, result.submissions)  # per submission: merge-links keeps each submission once
     return json.loads(counts_file.read_text())
 
 
 @task(name="merge-links")
 def merge_link_tables(work: Path, dumps: list[str], max_links: int | None) -> int:
-    """One row per normalized URL across all dumps; links over ``max_links`` (lowest scores) become rejects."""
+    """One row per normalized URL across all dumps, each submission kept once (a repeat in a later dump becomes a
+    ``duplicate_submission`` reject); links over ``max_links`` (lowest scores) become rejects."""
     out = work / "links.parquet"
     if not out.exists():
-        merged = merge_links([pq.read_table(work / "links" / f"{_dump_key(i, d)}.parquet") for i, d in enumerate(dumps)])
+        merged, repeated = merge_dump_links(
+            [pq.read_table(work / "links" / f"{_dump_key(i, d)}.parquet") for i, d in enumerate(dumps)], dumps)
         over = []
         if max_links is not None and merged.num_rows > max_links:
             ranked = merged.take(pc.sort_indices(merged, [("score_max", "descending"), ("doc_id", "ascending")]))
             over = ranked.slice(max_links).to_pylist()
             merged = ranked.slice(0, max_links).sort_by("doc_id")
-        atomic_write_table(work / "links.rejects.parquet", assemble.rejects_table(
+        atomic_write_table(work / "links.rejects.parquet", pa.concat_tables([repeated, assemble.rejects_table(
             [reject(r["url"], "reddit", "links", "over_max_links", f"score {r['score_max']}; max_links={max_links}",
-                    ",".join(r["inputs"]), r["doc_id"]) for r in over]))
+                    ",".join(r["inputs"]), r["doc_id"]) for r in over])]))
         atomic_write_table(out, merged)
     return pq.read_metadata(out).num_rows
 
@@ -305,6 +307,8 @@ def build_corpus(
     root = DataRoot.from_env(data_root)
     started = start_version(root, STAGE, version, parameters,
                             frozen={"earlier_versions": root.versions(STAGE) if dedup_against_earlier else []})
+    if started.published:  # an earlier run published it and was killed before its cleanup
+        return started.published
     version, work, earlier = started.name, started.work, started.plan["earlier_versions"]
     logger.info("building corpus %s in %s (dedup against earlier versions: %s)", version, work, earlier or "none")
 

@@ -5,6 +5,7 @@ import pyarrow as pa
 import pytest
 
 from data_contracts.corpus import validate_corpus
+from data_contracts.gate import GateFailed
 from flows.corpus.records import DOC_SCHEMA, REJECT_SCHEMA, reject
 from flows.store import atomic_write_table
 
@@ -49,6 +50,14 @@ def test_counts_that_disagree_with_the_manifest_fail_the_gate(tmp_path):
     assert "expect_table_row_count_to_equal" in [f.expectation for f in report.failures]
 
 
-def test_unaccounted_input_items_fail_the_gate(tmp_path):
-    report = validate_corpus(tmp_path, _corpus(tmp_path, GOOD, inputs=10), ["wikipedia.org"])
-    assert [(f.check, f.expectation) for f in report.failures] == [("accounting", "expect_column_pair_values_to_be_equal")]
+@pytest.mark.parametrize("inputs, says", [
+    (10, ["reddit: 10 items read, but 2 kept + 1 rejected = 3", "7 items ended neither kept nor rejected", "report it"]),
+    (2, ["reddit: 2 items read, but 2 kept + 1 rejected = 3", "1 more than read", "ended in two places", "report it"]),
+])
+def test_items_that_do_not_add_up_fail_the_gate_saying_how_and_where_to_look(tmp_path, inputs, says):
+    report = validate_corpus(tmp_path, _corpus(tmp_path, GOOD, inputs=inputs), ["wikipedia.org"])
+    assert [(f.check, f.expectation) for f in report.failures] == [("accounting", "expect_column_values_to_be_null")]
+    with pytest.raises(GateFailed) as failed:
+        report.raise_for_failure()
+    for words in says:
+        assert words in str(failed.value)

@@ -9,7 +9,7 @@ import orjson
 import pyarrow as pa
 import pytest
 
-from flows.corpus import dumps
+from flows.corpus import dump_lines, dumps
 from flows.corpus.dumps import (
     LINK_SCHEMA, REASONS, DumpReadError, KeptSubmission, LinkFilterConfig, classify_record, filter_dump, merge_links,
 )
@@ -176,7 +176,7 @@ def _mixed_records(n: int, seed: int) -> list[dict | bytes]:
 
 
 def test_fast_path_decides_exactly_like_classify_record_line_by_line(tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.setattr(dumps, "_CHUNK_BYTES", 16_384)  # many chunks: exercises chunk edges and line numbering
+    monkeypatch.setattr(dump_lines, "CHUNK_BYTES", 16_384)  # many chunks: exercises chunk edges and line numbering
     records = _mixed_records(3000, seed=1)
     config = LinkFilterConfig(start_utc=1100, end_utc=3900, workers=2)
     result = filter_dump(write_dump(tmp_path / "RS_mix.zst", records), config)
@@ -203,7 +203,7 @@ def test_fast_path_decides_exactly_like_classify_record_line_by_line(tmp_path: P
 
 
 def test_worker_count_does_not_change_the_result(tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.setattr(dumps, "_CHUNK_BYTES", 8192)
+    monkeypatch.setattr(dump_lines, "CHUNK_BYTES", 8192)
     path = write_dump(tmp_path / "RS_mix.zst", _mixed_records(1000, seed=2))
     one, three = filter_dump(path, LinkFilterConfig(workers=1)), filter_dump(path, LinkFilterConfig(workers=3))
     assert one.links.equals(three.links)
@@ -338,3 +338,37 @@ def test_merge_links_unions_the_same_page_across_dumps(tmp_path: Path) -> None:
 def test_merge_links_of_nothing_is_an_empty_link_table() -> None:
     assert merge_links([]).schema == LINK_SCHEMA
     assert merge_links([]).num_rows == 0
+
+
+def test_a_submission_kept_twice_in_one_dump_is_kept_once_and_the_repeat_rejected(tmp_path: Path) -> None:
+    result = filter_dump(write_dump(tmp_path / "RS_d.zst", [
+        submission("a", "https://example.com/a", score=5), submission("low", "https://example.com/l", score=1),
+        submission("a", "https://example.com/a", score=9, title="re-scraped"),
+        submission("low", "https://example.com/l", score=1), submission("c", "https://example.com/a", score=4),
+    ]))
+    assert [(r["item"], r["reason"]) for r in result.rejects.sort_by("reason").to_pylist()] == [
+        ("a", "duplicate_submission"), ("low", "low_score"), ("low", "low_score")]
+    details = dict(zip(result.rejects["reason"].to_pylist(), result.rejects["detail"].to_pylist()))
+    assert "submission a was kept already from earlier in RS_d.zst" in details["duplicate_submission"]
+    (link,) = result.links.to_pylist()
+    assert (link["submission_ids"], link["score_sum"], link["n_submissions"]) == (["a", "c"], 9, 2)  # the first a
+    assert result.counts["kept_submissions"] == 2 and result.counts["duplicate_submission"] == 1
+    _assert_every_record_accounted(result)
+
+
+def test_merge_dump_links_keeps_each_submission_once_naming_the_input_that_kept_it(tmp_path: Path) -> None:
+    records = [submission("j1", "https://example.com/story", score=7), submission("j2", "https://example.com/other")]
+    january = filter_dump(write_dump(tmp_path / "RS_2019-01.zst", records))
+    again = filter_dump(write_dump(tmp_path / "RS_copy.zst", records + [submission("n1", "https://example.com/story")]))
+
+    merged, repeated = dumps.merge_dump_links([january.submissions, again.submissions], ["RS_2019-01.zst", "RS_copy.zst"])
+
+    rows = {row["url"]: row for row in merged.to_pylist()}
+    story, other = rows["https://example.com/story"], rows["https://example.com/other"]
+    assert (story["submission_ids"], story["score_sum"], story["inputs"]) == (["j1", "n1"], 17, ["RS_2019-01.zst", "RS_copy.zst"])
+    assert (other["submission_ids"], other["score_sum"], other["inputs"]) == (["j2"], 10, ["RS_2019-01.zst"])
+    assert repeated.schema == REJECT_SCHEMA
+    assert sorted(repeated["item"].to_pylist()) == ["j1", "j2"]
+    assert set(repeated["reason"].to_pylist()) == {"duplicate_submission"}
+    assert set(repeated["input"].to_pylist()) == {"RS_copy.zst"}
+    assert all("kept already from input 1 of 2 (RS_2019-01.zst)" in d for d in repeated["detail"].to_pylist())

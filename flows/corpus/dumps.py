@@ -15,14 +15,25 @@ row with a stable reason code. The checks run in this order, and a record takes 
     blocked_domain      Wikipedia and siblings, image / video hosts, Reddit itself (urls.DEFAULT_BLOCKED_DOMAINS)
     non_page_extension  the URL path names an image, video, archive, PDF, ... (urls.NON_PAGE_EXTENSIONS)
 
+and, outside the per-record rules:
+
+    line_too_long         a line over max_line_bytes (1 MiB; real submissions are a few KB): never held whole, its
+                          bytes are skipped up to the next newline (item = file:line, detail = its length)
+    duplicate_submission  a submission id kept before, earlier in the file or in an earlier dump (merge_dump_links):
+                          the first kept record wins, so a submission is kept once and its link's counts count it once
+    truncated_dump        the compressed data breaks off (a damaged block, a truncated download): every record
+                          decoded before the damage is decided as usual, and the lost tail, from the line the damage
+                          cut to the end of the file, is this one file-level reject (item = the file name), counted
+                          as one input item; detail: the compressed byte range and the line where the loss begins
+
 Record-level facts come first, the most common rejections (self posts, low scores) among them; URL checks need the
 normalized URL and run last. Integers may also come as integral floats or decimal strings ("12"): older Pushshift
 dumps and some re-exports write `created_utc` that way; values outside int64 are bad_field_type. Missing or null
-`is_self` / `over_18` count as false, missing `subreddit` / `title` as empty. Blank lines are not records. A damaged
-compressed file keeps the records decoded before the damage and adds one file-level `truncated_dump` reject
-(item = the file name), which is not a record. Records with a duplicated top-level key are undefined input.
+`is_self` / `over_18` count as false, missing `subreddit` / `title` as empty. Blank lines are not records. Records
+with a duplicated top-level key are undefined input.
 
-Speed: the main thread decompresses (zstandard releases the GIL) and cuts the stream into chunks of whole lines;
+Speed: the main thread decompresses (zstandard releases the GIL) and cuts the stream into chunks of whole lines
+(flows/corpus/dump_lines.py, which also bounds memory against lines and blocks that decode to gigabytes);
 worker threads let DuckDB's JSON functions (yyjson, GIL released) pull the few fields needed from every line and
 decide the common cases (self post, date range, NSFW, low score) in SQL. Lines DuckDB cannot read as a plainly typed
 record go through `classify_record`, the reference implementation of the rules, one line at a time; the few
@@ -34,37 +45,29 @@ from __future__ import annotations
 
 import os
 import threading
-import zlib
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Iterator
 
 import duckdb
 import numpy as np
 import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
-import zstandard
 
+from flows.corpus.dump_lines import DumpDamaged, DumpReadError, LineChunk, read_line_chunks  # noqa: F401 (re-export)
 from flows.corpus.records import REJECT_SCHEMA, doc_id_for
 from flows.corpus.urls import DEFAULT_BLOCKED_DOMAINS, has_non_page_extension, host_of, is_blocked_domain, normalize_url
 
 REASONS = (
     "malformed_json", "missing_field", "bad_field_type", "self_post", "out_of_date_range", "nsfw", "low_score",
-    "bad_url", "blocked_domain", "non_page_extension", "truncated_dump",
+    "bad_url", "blocked_domain", "non_page_extension", "line_too_long", "duplicate_submission", "truncated_dump",
 )
 REQUIRED_FIELDS = ("id", "url", "score", "created_utc")
-ZSTD_MAX_WINDOW = 2**31  # real dumps are written with `zstd --long=31`
-PLAIN_SUFFIXES = (".ndjson", ".jsonl", ".json")
 
 _INT64 = (-(2**63), 2**63 - 1)
-_COMPRESSED_READ = 1 << 16  # 64 KiB of compressed input per step: small enough that little is lost to damage
-# Lines handed to a worker at once: planning the DuckDB query costs ~5 ms, so smaller chunks spend much of their
-# time there; larger ones than 16 MiB go past glibc's largest mmap threshold and pay page faults for every chunk.
-_CHUNK_BYTES = 16 << 20
 
 LINK_SCHEMA = pa.schema(
     [
@@ -94,12 +97,16 @@ class LinkFilterConfig:
     blocked_domains: tuple[str, ...] = DEFAULT_BLOCKED_DOMAINS
     extra_blocked_domains: tuple[str, ...] = ()
     workers: int = field(default_factory=lambda: os.cpu_count() or 1)  # threads classifying lines
+    # Longer lines are rejected unread: a real submission is a few KB, and a line is held whole to be parsed.
+    max_line_bytes: int = 1 << 20
 
     def __post_init__(self) -> None:
         if self.start_utc is not None and self.end_utc is not None and self.start_utc >= self.end_utc:
             raise ValueError(f"empty date range: start_utc={self.start_utc} must be < end_utc={self.end_utc}")
         if self.workers < 1:
             raise ValueError(f"workers must be >= 1, got {self.workers}")
+        if self.max_line_bytes < 1:
+            raise ValueError(f"max_line_bytes must be >= 1, got {self.max_line_bytes}")
 
     @cached_property
     def blocked(self) -> frozenset[str]:
@@ -113,14 +120,11 @@ class LinkFilterConfig:
         return f"[{start}, {end})"
 
 
-class DumpReadError(Exception):
-    """A dump file that cannot be read at all: missing, not the compression its name says, unknown type."""
-
-
 @dataclass
 class DumpResult:
     links: pa.Table  # LINK_SCHEMA, one row per normalized URL, sorted by doc_id
-    rejects: pa.Table  # REJECT_SCHEMA, one row per rejected record (+ one truncated_dump row for a damaged file)
+    submissions: pa.Table  # LINK_SCHEMA, one row per kept submission in file order: what merge_dump_links takes
+    rejects: pa.Table  # REJECT_SCHEMA, one row per rejected record, repeats included (+ one truncated_dump row for a damaged file)
     counts: dict[str, int]  # records_read, kept_submissions, unique_links, and one count per reason in REASONS
 
 
@@ -207,116 +211,6 @@ def classify_record(record: object, config: LinkFilterConfig) -> KeptSubmission 
 
 
 # ---------------------------------------------------------------------------------------------------------------------
-# Readers: decompressed blocks of a dump, in order, with bounded memory
-
-
-class _DumpDamaged(Exception):
-    """The compressed stream broke off after some data was decoded: keep what came before, report the rest."""
-
-    def __init__(self, detail: str) -> None:
-        super().__init__(detail)
-        self.detail = detail
-
-
-def _open(path: Path):
-    try:
-        return open(path, "rb")
-    except OSError as error:
-        raise DumpReadError(f"cannot open dump {path}: {error.strerror or error}; check the path and permissions") from error
-
-
-def _zstd_blocks(path: Path) -> Iterator[bytes]:
-    """Decode a zstd file (one or more frames) allowing the 2 GiB window of `zstd --long=31`."""
-    decompressor = zstandard.ZstdDecompressor(max_window_size=ZSTD_MAX_WINDOW)
-    with _open(path) as fh:
-        size = os.fstat(fh.fileno()).st_size
-        try:
-            zstandard.get_frame_parameters(fh.read(18))  # 18 bytes: the longest frame header
-        except zstandard.ZstdError as error:
-            raise DumpReadError(f"{path} is {'empty' if size == 0 else 'not a zstd file'} ({error}); check that it is "
-                                f"a Pushshift RS_*.zst dump and re-download it") from error
-        fh.seek(0)
-        yield from _decode_stream(path, fh, size, decompressor.decompressobj, zstandard.ZstdError,
-                                  f"`zstd -t --long=31 {path.name}`")
-
-
-def _gzip_blocks(path: Path) -> Iterator[bytes]:
-    """Decode a gzip file (one or more members)."""
-    with _open(path) as fh:
-        size = os.fstat(fh.fileno()).st_size
-        if fh.read(2) != b"\x1f\x8b":
-            raise DumpReadError(f"{path} is not a gzip file (no gzip magic bytes); check the file or its name")
-        fh.seek(0)
-        yield from _decode_stream(path, fh, size, lambda: zlib.decompressobj(wbits=31), zlib.error,
-                                  f"`gzip -t {path.name}`")
-
-
-def _decode_stream(path: Path, fh, size: int, new_decoder, decode_error: type[Exception], check: str) -> Iterator[bytes]:
-    """Feed a compressed file through a zstd or zlib decoder object, frame after frame (concatenated files are valid
-    in both formats). Raises _DumpDamaged where the data breaks off, after yielding what came before."""
-    advice = f"records decoded before it were kept; re-download the file or check it with {check}"
-    decoder, in_frame = new_decoder(), False
-    while compressed := fh.read(_COMPRESSED_READ):
-        start = fh.tell() - len(compressed)
-        try:
-            while compressed:
-                block = decoder.decompress(compressed)
-                compressed, in_frame = b"", True
-                if decoder.eof:  # the next frame may start in the same read
-                    compressed, decoder, in_frame = decoder.unused_data, new_decoder(), False
-                if block:
-                    yield block
-        except decode_error as error:
-            raise _DumpDamaged(f"{path.name}: data corrupt in compressed bytes {start}-{fh.tell()} of {size} "
-                               f"({error}); {advice}") from error
-    if in_frame:
-        raise _DumpDamaged(f"{path.name}: stream ends mid-frame at compressed byte {size} (truncated download?); "
-                           f"{advice}")
-
-
-def _plain_blocks(path: Path) -> Iterator[bytes]:
-    with _open(path) as fh:
-        while block := fh.read(_CHUNK_BYTES):
-            yield block
-
-
-def _decompressed_blocks(path: Path) -> Iterator[bytes]:
-    """Blocks of the decoded dump; raises DumpReadError up front when the file cannot be read at all."""
-    suffix = path.suffix.lower()
-    if suffix in (".zst", ".zstd"):
-        return _zstd_blocks(path)
-    if suffix == ".gz":
-        return _gzip_blocks(path)
-    if suffix in PLAIN_SUFFIXES:
-        return _plain_blocks(path)
-    raise DumpReadError(f"{path}: unknown dump type {suffix!r}; expected .zst, .gz or one of {', '.join(PLAIN_SUFFIXES)}")
-
-
-def _line_chunks(blocks: Iterator[bytes]) -> Iterator[bytes]:
-    """Chunks of whole lines, each about _CHUNK_BYTES, with one copy of the data. A final line without a newline is
-    completed; when the blocks end in damage (_DumpDamaged), the partial line before it is dropped with the exception."""
-    pending: list[bytes] = []
-    pending_bytes = 0
-    try:
-        for block in blocks:
-            pending.append(block)
-            pending_bytes += len(block)
-            cut = block.rfind(b"\n") + 1
-            if pending_bytes < _CHUNK_BYTES or cut == 0:
-                continue
-            yield b"".join([*pending[:-1], block[:cut]])
-            pending, pending_bytes = [block[cut:]], len(block) - cut
-    except _DumpDamaged:
-        data = b"".join(pending)
-        if cut := data.rfind(b"\n") + 1:
-            yield data[:cut]
-        raise
-    data = b"".join(pending)
-    if data:
-        yield data if data.endswith(b"\n") else data + b"\n"
-
-
-# ---------------------------------------------------------------------------------------------------------------------
 # Classifying a chunk of lines: DuckDB for the plainly typed records, classify_record for the rest
 
 # Mirrors classify_record for records whose fields have the plain JSON types (a non-empty string id, string url,
@@ -367,7 +261,7 @@ class _Decisions:
     input_name: str
     n_lines: int = 0  # physical lines, blank ones included
     records: int = 0
-    kept: list[KeptSubmission] = field(default_factory=list)
+    kept: list[tuple[int, KeptSubmission]] = field(default_factory=list)  # (line index in chunk, submission)
     links: pa.Table | None = None  # the kept submissions as LINK_SCHEMA rows, once compact() has run
     reject_rows: list[dict] = field(default_factory=list)  # _REASON_SCHEMA rows
     reject_tables: list[pa.Table] = field(default_factory=list)  # _REASON_SCHEMA
@@ -375,20 +269,34 @@ class _Decisions:
 
     def add(self, decision: KeptSubmission | Rejected, line_index: int) -> None:
         if isinstance(decision, KeptSubmission):
-            self.kept.append(decision)
+            self.kept.append((line_index, decision))
             return
         if decision.id is None:
             self.unnamed_rows.append((len(self.reject_rows), line_index))
         self.reject_rows.append({"item": decision.id or "", "reason": decision.reason, "detail": decision.detail})
 
     def compact(self) -> _Decisions:
-        """Trade the kept submissions' Python objects for Arrow rows (several times smaller) while many chunks wait."""
-        self.links, self.kept = _submission_links(self.kept, self.input_name), []
+        """Trade the kept submissions' Python objects for Arrow rows (several times smaller) while many chunks wait.
+        The rows are in line order, so that the first of two records of one submission is the first kept."""
+        kept = [submission for _, submission in sorted(self.kept, key=lambda pair: pair[0])]
+        self.links, self.kept = _submission_links(kept, self.input_name), []
         return self
+
+    def add_long_line(self, length: int, max_line: int) -> None:
+        """A line after this chunk's lines, over the cap: one record, rejected unread."""
+        self.records += 1
+        self.add(Rejected("line_too_long", f"{length:,} bytes > max_line_bytes={max_line:,}", None), self.n_lines)
+        self.n_lines += 1
 
     def number_lines(self, first_line: int) -> None:
         for row, line_index in self.unnamed_rows:
-            self.reject_rows[row]["item"] = f"{self.input_name}:{first_line + line_index}"
+            item = f"{self.input_name}:{first_line + line_index}"
+            self.reject_rows[row]["item"] = item
+            if self.reject_rows[row]["reason"] == "line_too_long":
+                self.reject_rows[row]["detail"] = (
+                    f"line {first_line + line_index} of {self.input_name} is {self.reject_rows[row]['detail']}: not "
+                    f"read (a submission is a few KB; the file may be damaged or not a dump). Raise max_line_bytes "
+                    f"if such lines are real")
 
     def rejects(self) -> list[pa.Table]:
         return [*self.reject_tables, pa.Table.from_pylist(self.reject_rows, schema=_REASON_SCHEMA)]
@@ -457,9 +365,12 @@ def _decide_in_duckdb(lines: pa.Table, config: LinkFilterConfig) -> pa.Table:
         con.unregister("lines")
 
 
-def _classify_chunk(data: bytes, input_name: str, config: LinkFilterConfig) -> _Decisions:
-    """Classify every line of data (whole lines, each ending in a newline)."""
-    return _classify_chunk_lines(data, input_name, config).compact()
+def _classify_chunk(chunk: LineChunk, input_name: str, config: LinkFilterConfig) -> _Decisions:
+    """Classify every line of the chunk, and reject the too-long line after them, if any."""
+    decisions = _classify_chunk_lines(chunk.data, input_name, config) if chunk.data else _Decisions(input_name)
+    if chunk.long_line is not None:
+        decisions.add_long_line(chunk.long_line, config.max_line_bytes)
+    return decisions.compact()
 
 
 def _classify_chunk_lines(data: bytes, input_name: str, config: LinkFilterConfig) -> _Decisions:
@@ -478,11 +389,12 @@ def _classify_chunk_lines(data: bytes, input_name: str, config: LinkFilterConfig
     decisions.records += int(regular.sum())
     fast_rejects = decided.filter(pc.is_valid(decided["reason"])).select(["id", "reason", "detail"])
     decisions.reject_tables.append(fast_rejects.rename_columns(_REASON_SCHEMA.names).cast(_REASON_SCHEMA))
-    candidates = decided.filter(pc.and_(decided["regular"], pc.is_null(decided["reason"])))
-    for row in candidates.select(["id", "url", "subreddit", "score", "created_utc", "title"]).to_pylist():
+    is_candidate = pc.and_(decided["regular"], pc.is_null(decided["reason"]))
+    candidates = decided.filter(is_candidate).select(["id", "url", "subreddit", "score", "created_utc", "title"])
+    for line_index, row in zip(np.flatnonzero(is_candidate.to_numpy(zero_copy_only=False)), candidates.to_pylist()):
         decision = _check_link(row["id"], row["url"], row["subreddit"], row["score"], row["created_utc"], row["title"],
                                config)
-        decisions.add(decision, 0)  # regular records have an id, so the line number is never shown
+        decisions.add(decision, int(line_index))
     return decisions
 
 
@@ -538,6 +450,39 @@ def _submission_links(kept: list[KeptSubmission], input_name: str) -> pa.Table:
     }, schema=LINK_SCHEMA)
 
 
+def drop_repeated_submissions(tables: list[pa.Table], inputs: list[str]) -> tuple[pa.Table, pa.Table]:
+    """Per-submission LINK_SCHEMA rows, table after table (inputs[i] names table i) → the first row of each submission
+    id, and one `duplicate_submission` reject (REJECT_SCHEMA) for every later row, naming the input that kept it."""
+    rows = pa.concat_tables([t.select(LINK_SCHEMA.names).cast(LINK_SCHEMA) for t in tables]) if tables \
+        else LINK_SCHEMA.empty_table()
+    ids = pc.list_flatten(rows["submission_ids"]).combine_chunks()  # one id per row
+    first = pc.index_in(ids, value_set=ids).to_numpy()  # the row that holds each id first
+    repeated = first != np.arange(len(first))
+    if not repeated.any():
+        return rows, _reject_table(_REASON_SCHEMA.empty_table(), "")
+    table_of_row = np.repeat(np.arange(len(tables)), [t.num_rows for t in tables])
+    repeats = rows.filter(pa.array(repeated))
+    where = [f"input {i + 1} of {len(inputs)} ({inputs[i]})" if len(inputs) > 1 else f"earlier in {inputs[i]}"
+             for i in table_of_row[first[repeated]]]
+    details = [f"submission {sid} was kept already from {w}; a submission is kept once (the first record wins): "
+               f"pass each dump once, and not dumps that overlap, to avoid this"
+               for sid, w in zip(pc.list_flatten(repeats["submission_ids"]).to_pylist(), where)]
+    rejects = pa.table({
+        "item": pc.list_flatten(repeats["submission_ids"]), "doc_id": repeats["doc_id"],
+        "source": pa.repeat("reddit", repeats.num_rows), "step": pa.repeat("links", repeats.num_rows),
+        "reason": pa.repeat("duplicate_submission", repeats.num_rows), "detail": pa.array(details, pa.string()),
+        "input": pa.array([inputs[i] for i in table_of_row[repeated]], pa.string()),
+    }, schema=REJECT_SCHEMA)
+    return rows.filter(pa.array(~repeated)), rejects
+
+
+def merge_dump_links(tables: list[pa.Table], inputs: list[str]) -> tuple[pa.Table, pa.Table]:
+    """The links of several dumps (each filter_dump's `submissions`, in the order given) → one row per normalized URL
+    (merge_links), and the `duplicate_submission` rejects of submissions an earlier dump kept already."""
+    unique, rejects = drop_repeated_submissions(tables, inputs)
+    return merge_links([unique]), rejects
+
+
 # ---------------------------------------------------------------------------------------------------------------------
 # The step
 
@@ -546,21 +491,20 @@ def filter_dump(path: str | Path, config: LinkFilterConfig | None = None) -> Dum
     """Read one dump (.zst, .gz or plain NDJSON) and keep the links of the submissions that pass the rules.
 
     Raises DumpReadError when the file cannot be read at all. A file damaged part-way keeps what was decoded before
-    the damage and adds one `truncated_dump` reject naming the byte offset.
+    the damage and adds one `truncated_dump` reject for the lost tail.
     """
     path, config = Path(path), config or LinkFilterConfig()
     name = path.name
-    blocks = _decompressed_blocks(path)
     chunk_results: list[_Decisions] = []
-    damage: _DumpDamaged | None = None
+    damage: DumpDamaged | None = None
     with ThreadPoolExecutor(config.workers, thread_name_prefix="dump-lines") as pool:
         in_flight: deque = deque()
         try:
-            for data in _line_chunks(blocks):
-                in_flight.append(pool.submit(_classify_chunk, data, name, config))
+            for chunk in read_line_chunks(path, config.max_line_bytes):
+                in_flight.append(pool.submit(_classify_chunk, chunk, name, config))
                 while len(in_flight) > config.workers:  # bounded memory: at most workers + 1 chunks decoded
                     chunk_results.append(in_flight.popleft().result())
-        except _DumpDamaged as error:
+        except DumpDamaged as error:
             damage = error
         chunk_results.extend(future.result() for future in in_flight)
     first_line = 1
@@ -569,14 +513,24 @@ def filter_dump(path: str | Path, config: LinkFilterConfig | None = None) -> Dum
         first_line += result.n_lines
     rejects = [table for result in chunk_results for table in result.rejects()]
     if damage is not None:
-        rejects.append(pa.Table.from_pylist([{"item": name, "reason": "truncated_dump", "detail": damage.detail}],
-                                            schema=_REASON_SCHEMA))
-    rejects_table = _reject_table(pa.concat_tables(rejects) if rejects else _REASON_SCHEMA.empty_table(), name)
-    submission_links = [result.links for result in chunk_results]
-    links = merge_links(submission_links)
+        rejects.append(pa.Table.from_pylist([{"item": name, "reason": "truncated_dump",
+                                              "detail": _damage_detail(damage, first_line)}], schema=_REASON_SCHEMA))
+    submissions, repeated = drop_repeated_submissions(
+        [pa.concat_tables([result.links for result in chunk_results]) if chunk_results else LINK_SCHEMA.empty_table()],
+        [name])
+    rejects_table = pa.concat_tables([
+        _reject_table(pa.concat_tables(rejects) if rejects else _REASON_SCHEMA.empty_table(), name), repeated])
+    links = merge_links([submissions])
     reason_counts = pc.value_counts(rejects_table["reason"]).to_pylist() if rejects_table.num_rows else []
-    kept_submissions = sum(table.num_rows for table in submission_links)
-    counts = {"records_read": sum(result.records for result in chunk_results), "kept_submissions": kept_submissions,
+    counts = {"records_read": sum(result.records for result in chunk_results), "kept_submissions": submissions.num_rows,
               "unique_links": links.num_rows, **dict.fromkeys(REASONS, 0)}
     counts.update({entry["values"]: entry["counts"] for entry in reason_counts})
-    return DumpResult(links=links, rejects=rejects_table, counts=counts)
+    return DumpResult(links=links, submissions=submissions, rejects=rejects_table, counts=counts)
+
+
+def _damage_detail(damage: DumpDamaged, line: int) -> str:
+    name = damage.path.name
+    cut = f"the {damage.open_line:,} decoded bytes of line {line} and " if damage.open_line else ""
+    return (f"{name}: compressed bytes {damage.offset}-{damage.size} of {damage.size} cannot be decoded "
+            f"({damage.cause}); lost from line {line} on: {cut}every record after it (how many is unknown). Records "
+            f"before line {line} were kept or rejected as usual; re-download the file or check it with {damage.check}")
