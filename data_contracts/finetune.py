@@ -28,13 +28,18 @@ MAX_REJECT_FRACTION = 0.1  # more unreadable rows than this means the reader or 
 class _Folding(dict):
     """str.translate table, filled as characters are met (all of Unicode up front takes seconds): format characters
     (zero-width space/joiners U+200B-U+200D, word joiner U+2060, BOM U+FEFF, soft hyphen U+00AD, bidi marks: category
-    Cf) vanish; punctuation (P*: curly and straight quotes, dashes, brackets, …) and the accents people type as
+    Cf) and other invisible marks (variation selectors, U+034F, Hangul fillers) vanish; punctuation (P*: curly and straight quotes, dashes, brackets, …) and the accents people type as
     apostrophes become a space, so "don’t" and "don't" meet; anything else stays."""
 
     def __missing__(self, code: int) -> str | int | None:
         category = unicodedata.category(chr(code))
-        self[code] = None if category == "Cf" else " " if category.startswith("P") else code
+        invisible = category == "Cf" or code in _INVISIBLE_MARKS
+        self[code] = None if invisible else " " if category.startswith("P") else code
         return self[code]
+
+
+# Invisible but not category Cf: variation selectors, the combining grapheme joiner, Hangul fillers.
+_INVISIBLE_MARKS = frozenset([*range(0xFE00, 0xFE10), *range(0xE0100, 0xE01F0), 0x034F, 0x115F, 0x1160, 0x3164, 0xFFA0])
 
 
 _FOLDING = _Folding({ord(c): " " for c in "`´ʹʻʼˈ′″"})

@@ -188,7 +188,7 @@ def dedup_resolve(folder: Path, units: list[Unit], n_buckets: int, minhash: MinH
 def deduplicate_documents(runner: TaskRunner | None, root: DataRoot, work: Path, earlier: list[str],
                           minhash: MinHashConfig) -> tuple[list[str], pa.Table]:
     """Exact and near-duplicate removal within the version and against earlier versions (flows/corpus/dedup_shards.py)."""
-    units = plan_units([(f"{root.version_url(STAGE, v)}/{DEDUP_INDEX}", v) for v in earlier], assemble.unit_files(work))
+    units = plan_units([(root.verify_file(STAGE, v, DEDUP_INDEX), v) for v in earlier], assemble.unit_files(work))
     folder = work / "dedup"
     run_tasks(runner, dedup_keys, [{"unit": u, "folder": folder, "n_buckets": DEDUP_BUCKETS, "minhash": minhash}
                                    for u in units])

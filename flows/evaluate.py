@@ -38,7 +38,7 @@ from gptcore.model import GPT, GPTConfig
 from gptcore.names import check_name
 from gptcore.perplexity import evaluate_perplexity
 from gptcore.shards import SHARD_FILES, read_index, split_of
-from gptcore.taskdata import jsonl_records, load_task_file, to_record
+from gptcore.taskdata import is_decodable, jsonl_records, load_task_file, to_record
 from gptcore.zeroshot import CompletionConfig, evaluate_completion, evaluate_last_word, evaluate_multiple_choice
 
 STAGE = "eval"
@@ -103,8 +103,9 @@ def read_jsonl_records(path: Path, needed: tuple[str, ...]) -> TaskRecords:
     ``malformed_json`` or ``missing_field`` (blank lines are not rows)."""
     records, rejects = [], {}
     for line in jsonl_records(path):  # a line with bad bytes or broken JSON is that line's reject
-        reason = line.reason or (None if all(isinstance(line.record.get(k), str) and line.record[k] for k in needed)
-                                 else "missing_field")
+        fields = [line.record.get(k) for k in needed] if line.reason is None else []
+        reason = line.reason or ("missing_field" if not all(isinstance(f, str) and f for f in fields)
+                                 else "undecodable" if not all(is_decodable(f) for f in fields) else None)
         if reason:
             rejects[reason] = rejects.get(reason, 0) + 1
             continue
@@ -330,5 +331,4 @@ def evaluate(
 
 def read_results(root: DataRoot, version: str) -> dict:
     """The ``results.json`` of a published eval version."""
-    with root.fs.open(f"{root.version_url(STAGE, version)}/{RESULTS}", "rb") as fh:
-        return json.loads(fh.read())
+    return json.loads(root.read_verified(STAGE, version, RESULTS))

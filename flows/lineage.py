@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Iterator
 
 from flows.store import (MANIFEST, DataRoot, StoreError, check_version, code_version, file_entries, manifest_checksum,
-                         sha256_file, utc_now)
+                         manifest_sha256, sha256_file, utc_now)
 
 
 def current_flow_run() -> dict | None:
@@ -37,7 +37,7 @@ def input_file(path: str | Path, kind: str) -> dict:
 
 def upstream_version(root: DataRoot, stage: str, version: str) -> dict:
     """An upstream version, identified by stage, version and its manifest checksum."""
-    manifest = root.read_manifest(stage, version)
+    manifest = root.verified_manifest(stage, version)
     return {"kind": "version", "stage": stage, "version": version, "checksum": manifest["checksum"],
             "url": root.version_url(stage, version), "flow_run": manifest.get("flow_run")}
 
@@ -60,7 +60,7 @@ def upstream_of(root: DataRoot, stage: str, version: str, wanted: str) -> str | 
         if current in seen or not root.exists(*current):
             continue
         seen.add(current)
-        for up in root.read_manifest(*current).get("upstream", []):
+        for up in root.verified_manifest(*current).get("upstream", []):
             if up.get("kind") == "version":
                 if refusal := refused_upstream(up):
                     raise StoreError(f"the manifest of {current[0]} {current[1]} names an upstream that is not "
@@ -79,6 +79,7 @@ def write_manifest(folder: Path, stage: str, version: str, parameters: dict, ups
         "outputs": file_entries(folder), "counts": counts,
     }
     manifest["checksum"] = manifest_checksum(manifest)
+    manifest["manifest_sha256"] = manifest_sha256(manifest)
     (folder / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True, default=str) + "\n")
     return manifest
 

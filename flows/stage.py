@@ -10,7 +10,8 @@
 A rerun after a kill at any point finishes the same version: before publish it resumes the work folder; between
 publish (the rename of ``out/``) and cleanup it finds the published version, removes the leftovers, emits the asset
 event the killed run did not, and the flow returns the version. One run per version at a time
-(``flows.version_lock``): held from ``start_version`` until ``finish_version`` ends, by the flow's process.
+(``flows.version_lock``): held from ``start_version`` until ``finish_version`` ends, by the flow's process (a flow
+that raises before ``finish_version`` keeps it until its process ends or starts that version again).
 """
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The data root: immutable version folders, manifests and atomic writes (see DESIGN.md, "Contracts").
+"""The data root: immutable version folders, manifests and atomic writes.
 
 A stage builds its output in a local *work folder* (resumable: per-shard files written atomically survive a
 crash), then publishes it under ``<root>/<stage>/<version>/`` in one step. A published version is never modified.
@@ -171,7 +171,7 @@ class DataRoot:
         return self._work_base(stage) / f".{check_version(stage, version)}.partial"
 
     def local_version(self, stage: str, version: str, *, checked_on_read: tuple[str, ...] = ()) -> Path:
-        """A published version as a local folder, verified: nothing is read unverified (DESIGN.md, "Verified reads").
+        """A published version as a local folder, verified first: no stage reads an upstream file unchecked.
 
         The manifest must match its own ``checksum`` and the folder must hold exactly the files it lists, each with
         its size and sha256, else ``CorruptVersionError``. Every call hashes every file once: call it once per stage
@@ -183,16 +183,18 @@ class DataRoot:
         the local cache (``GPTFORGE_CACHE``), under a name that includes its manifest checksum; later calls verify
         and reuse that copy. Only the files the manifest lists are fetched.
         """
-        manifest = self.read_manifest(stage, version)
-        _check_manifest(manifest, stage, version, f"{self.version_url(stage, version)}/{MANIFEST}")
+        manifest = self.verified_manifest(stage, version)
         if self.is_local:
             folder = self.local_path / stage / check_version(stage, version)
             _verify_files(folder, manifest, stage, version, checked_on_read)
             return folder
         folder = self._cache() / "versions" / stage / f"{version}-{manifest['checksum'][:16]}"
         if (folder / MANIFEST).is_file():
-            _verify_files(folder, manifest, stage, version, checked_on_read)
-            return folder
+            try:
+                _verify_files(folder, manifest, stage, version, checked_on_read)
+                return folder
+            except CorruptVersionError:  # the local copy was damaged, not the store: download it again
+                shutil.rmtree(folder, ignore_errors=True)
         partial = folder.with_name(f".{folder.name}.download-{os.getpid()}")
         shutil.rmtree(partial, ignore_errors=True)
         names = sorted(manifest["outputs"])
@@ -211,6 +213,38 @@ class DataRoot:
         except OSError:  # another process finished the same download first
             shutil.rmtree(partial, ignore_errors=True)
         return folder
+
+    def verified_manifest(self, stage: str, version: str) -> dict:
+        """A published version's manifest, checked against its own checksums (``CorruptVersionError`` otherwise)."""
+        manifest = self.read_manifest(stage, version)
+        _check_manifest(manifest, stage, version, f"{self.version_url(stage, version)}/{MANIFEST}")
+        return manifest
+
+    def read_verified(self, stage: str, version: str, name: str) -> bytes:
+        """One small file of a published version, its bytes checked against the verified manifest."""
+        entry, url = self._listed(stage, version, name)
+        with self.fs.open(url, "rb") as fh:
+            data = fh.read()
+        _expect(entry, url, len(data), hashlib.sha256(data).hexdigest(), stage, version)
+        return data
+
+    def verify_file(self, stage: str, version: str, name: str) -> str:
+        """The URL of one file of a published version after streaming it through sha256 against the manifest."""
+        entry, url = self._listed(stage, version, name)
+        digest, size = hashlib.sha256(), 0
+        with self.fs.open(url, "rb") as fh:
+            while chunk := fh.read(1 << 22):
+                digest.update(chunk)
+                size += len(chunk)
+        _expect(entry, url, size, digest.hexdigest(), stage, version)
+        return url
+
+    def _listed(self, stage: str, version: str, name: str) -> tuple[dict, str]:
+        entry = self.verified_manifest(stage, version)["outputs"].get(name)
+        url = f"{self.version_url(stage, version)}/{name}"
+        if entry is None:
+            raise _corrupt(stage, version, f"{url} is not listed in its version's manifest")
+        return entry, url
 
     def publish(self, stage: str, version: str, work: Path) -> str:
         """Make a finished work folder the immutable version folder (manifest.json must be in it)."""
@@ -255,6 +289,20 @@ def manifest_checksum(manifest: dict) -> str:
     return h.hexdigest()
 
 
+def manifest_sha256(manifest: dict) -> str:
+    """The hash of the whole manifest (upstream, parameters, counts, …) except this field itself."""
+    body = {k: v for k, v in manifest.items() if k != "manifest_sha256"}
+    canonical = json.dumps(json.loads(json.dumps(body, default=str)), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _expect(entry: dict, url: str, size: int, sha256: str, stage: str, version: str) -> None:
+    if size != entry.get("bytes"):
+        raise _corrupt(stage, version, f"{url} has {size} bytes, its manifest records {entry.get('bytes')}")
+    if sha256 != entry.get("sha256"):
+        raise _corrupt(stage, version, f"{url} has sha256 {sha256}, its manifest records {entry.get('sha256')}")
+
+
 def _corrupt(stage: str, version: str, problem: str) -> CorruptVersionError:
     return CorruptVersionError(f"{problem}: the published {stage} version {version!r} was modified or damaged after "
                                f"it was published; rebuild it as a new version (run {BUILT_BY.get(stage, stage)}) "
@@ -277,6 +325,10 @@ def _check_manifest(manifest: dict, stage: str, version: str, where: str) -> Non
     if actual != manifest["checksum"]:
         raise _corrupt(stage, version, f"{where} records checksum {manifest['checksum']} but its outputs hash to "
                                        f"{actual} (an output's sha256 was edited)")
+    # Versions written before the whole-manifest hash existed have only the outputs checksum.
+    if "manifest_sha256" in manifest and manifest["manifest_sha256"] != (whole := manifest_sha256(manifest)):
+        raise _corrupt(stage, version, f"{where} records manifest_sha256 {manifest['manifest_sha256']} but hashes to "
+                                       f"{whole} (its upstream, parameters or counts were edited)")
 
 
 def _verify_files(folder: Path, manifest: dict, stage: str, version: str, checked_on_read: tuple[str, ...]) -> None:

@@ -13,7 +13,9 @@ Run folder::
 The checkpoint holds the whole model, not only the head and the three new embedding rows: GPT-1 fine-tunes every
 weight, so the head alone cannot reproduce the predictions. It also holds the optimizer and RNG states; batch ``i``
 of epoch ``e`` is a pure function of (seed, e, i), so a killed run resumed from its latest checkpoint finishes with
-the same weights as one never stopped (on CPU).
+the same weights as one never stopped (on CPU). Each checkpoint also holds its step's metrics line, so a run killed
+after its last checkpoint (before the line reached ``metrics.jsonl``, or before anyone read the result) reruns to
+the same metrics file and the same result, loss included, without running a step.
 """
 from __future__ import annotations
 
@@ -78,7 +80,7 @@ class FinetuneConfig:
 class FinetuneResult:
     step: int
     total_steps: int
-    loss: float | None  # L3 of the last step this call ran
+    loss: float | None  # L3 of the run's last step (None only if a checkpoint without its metrics line says nothing)
     elapsed_s: float  # training time summed over resumes
     checkpoint: Path
 
@@ -141,6 +143,7 @@ def finetune(pretrained: str | Path, tokenizer: str | Path, spec: TaskSpec, trai
         {"params": [model.head.weight], "weight_decay": config.weight_decay},
         {"params": [model.head.bias], "weight_decay": 0.0}], lr=config.lr)
     step, elapsed_before = 0, 0.0
+    resumed_metrics: dict[str, Any] | None = None  # the metrics line of the checkpoint resumed from
     checkpoint = latest_checkpoint(out) if resume else None
     if checkpoint is not None:
         state = load_checkpoint(checkpoint)
@@ -151,10 +154,18 @@ def finetune(pretrained: str | Path, tokenizer: str | Path, spec: TaskSpec, trai
         optimizer.load_state_dict(state["optimizer"])
         restore_rng_state(state["rng"])
         step, elapsed_before = state["step"], state["elapsed_s"]
-    _truncate_metrics(out / METRICS_FILE, keep_through_step=step)
+        resumed_metrics = state.get("metrics")  # absent in checkpoints written before it was stored
+        del state
+    _truncate_metrics(out / METRICS_FILE, step, resumed_metrics)
+    # A run resumed at its end runs no step: its result is the checkpoint's. A checkpoint without a metrics
+    # line falls back to the step's line in the metrics file, when the kill came after it was written.
+    if resumed_metrics is None and step > 0:
+        last = read_metrics(out)[-1:]
+        resumed_metrics = last[0] if last and last[0]["step"] == step else None
+    loss_value = (resumed_metrics or {}).get("loss")
 
     model.train()
-    start, loss_value = time.perf_counter(), None
+    start = time.perf_counter()
     while step < total_steps:
         epoch, position = divmod(step, steps_per_epoch)
         order = np.random.default_rng([config.seed, epoch]).permutation(len(encoded))
@@ -182,7 +193,7 @@ def finetune(pretrained: str | Path, tokenizer: str | Path, spec: TaskSpec, trai
         end_of_epoch = step % steps_per_epoch == 0
         if step == total_steps or (config.checkpoint_every and step % config.checkpoint_every == 0) or \
                 (config.checkpoint_every is None and end_of_epoch):
-            checkpoint = _save(out, model, optimizer, config, step, elapsed)
+            checkpoint = _save(out, model, optimizer, config, step, elapsed, metrics)
         _append_metrics(out / METRICS_FILE, metrics)
         if log is not None:
             log(metrics)
@@ -200,13 +211,14 @@ def _write_run_files(out: Path, tokenizer: Path, model: TaskModel) -> None:
 
 
 def _save(out: Path, model: TaskModel, optimizer: torch.optim.Optimizer, config: FinetuneConfig, step: int,
-          elapsed: float) -> Path:
+          elapsed: float, metrics: dict[str, Any]) -> Path:
     # "model" / "model_config" are a plain GPT checkpoint (with the 3 extra vocabulary rows), so tools that load
     # pretrain checkpoints (perplexity, generation) read a fine-tuned one as a language model too.
     return save_checkpoint(out, step, {
         "format": CHECKPOINT_FORMAT, "model": model.gpt.state_dict(), "model_config": asdict(model.gpt.config),
         "head": model.head.state_dict(), "task": model.config_dict(), "optimizer": optimizer.state_dict(),
-        "step": step, "elapsed_s": elapsed, "rng": capture_rng_state(), "finetune_config": asdict(config)})
+        "step": step, "elapsed_s": elapsed, "rng": capture_rng_state(), "finetune_config": asdict(config),
+        "metrics": metrics})  # this step's metrics line, restored if a kill kept it from the metrics file
 
 
 def _load_weights(model: TaskModel, state: dict[str, Any]) -> None:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import os
 import signal
 import subprocess
@@ -109,6 +110,22 @@ def test_next_version_dedups_against_earlier_versions(first_build, demo_inputs, 
     details = duckdb.sql(f"select detail from read_parquet('{second}/rejects/*.parquet') where step='dedup'").fetchall()
     assert details and all("v0001" in d for (d,) in details)
     assert any(u.get("version") == "v0001" for u in manifest["upstream"])
+
+
+def test_an_earlier_version_whose_dedup_index_was_damaged_is_refused(first_build, demo_inputs, prefect_harness,
+                                                                     tmp_path):
+    from flows.build_corpus import build_corpus
+    from flows.store import CorruptVersionError
+
+    root = tmp_path / "data"
+    shutil.copytree(first_build, root / "corpus" / "v0001")
+    index = root / "corpus" / "v0001" / "dedup_index.parquet"
+    data = bytearray(index.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    index.write_bytes(bytes(data))
+    with pytest.raises(CorruptVersionError, match=r"dedup_index.parquet has sha256 [0-9a-f]{64}, its manifest records"):
+        build_corpus(**demo_inputs["params"] | {"dumps": [], "version": "v0002", "data_root": str(root)})
+    assert not (root / "corpus" / "v0002").exists()
 
 
 def test_killed_build_resumes_to_the_same_corpus(first_build, demo_inputs, prefect_harness, tmp_path):

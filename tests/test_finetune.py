@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 import random
 from dataclasses import asdict
 from pathlib import Path
@@ -11,8 +12,9 @@ import pytest
 import torch
 
 from gptcore import metrics
-from gptcore.checkpoint import CHECKPOINT_DIR, LATEST, load_checkpoint, save_checkpoint
-from gptcore.finetune import FinetuneConfig, evaluate_task, finetune, load_task_run, lr_at, predict
+from gptcore.checkpoint import CHECKPOINT_DIR, LATEST, latest_checkpoint, load_checkpoint, save_checkpoint
+from gptcore.finetune import (FinetuneConfig, evaluate_task, finetune, load_task_run, lr_at, predict,
+                              training_losses)
 from gptcore.model import GPT, GPTConfig
 from gptcore.taskdata import ClassificationExample, MultipleChoiceExample
 from gptcore.tasks import TaskSpec
@@ -87,6 +89,49 @@ def test_a_killed_run_resumes_to_the_same_weights_as_an_uninterrupted_one(pretra
     assert result.step == 8
     assert params_sha256(load_task_run(tmp_path / "killed")[0]) == params_sha256(whole)
     assert [m["step"] for m in read_metrics(tmp_path / "killed")] == list(range(1, 9))
+
+
+def drop_last_metrics_line(run: Path) -> None:
+    lines = (run / "metrics.jsonl").read_text().splitlines(keepends=True)
+    (run / "metrics.jsonl").write_text("".join(lines[:-1]))
+
+
+def drop_stored_metrics_line(run: Path) -> None:
+    """A checkpoint as written before checkpoints held their step's metrics line."""
+    state = load_checkpoint(latest_checkpoint(run))
+    del state["metrics"]
+    save_checkpoint(run, state["step"], state)
+
+
+KILLED_AFTER_THE_LAST_CHECKPOINT = {  # kill point → how to make that state from a finished run
+    "before its metrics line": drop_last_metrics_line,
+    "after its metrics line": lambda run: None,
+    "after its metrics line, checkpoint without one": drop_stored_metrics_line,
+    "before its metrics line, checkpoint without one": lambda run: (drop_last_metrics_line(run),
+                                                                    drop_stored_metrics_line(run)),
+}
+
+
+@pytest.mark.parametrize("kill_point", KILLED_AFTER_THE_LAST_CHECKPOINT)
+def test_a_run_killed_after_its_last_checkpoint_reruns_to_the_result_of_an_unkilled_run(pretrained, tmp_path,
+                                                                                       kill_point):
+    run, tokenizer = pretrained
+    spec, examples, test = TaskSpec("classification", ("neg", "pos")), sentiment(64, seed=3), sentiment(24, seed=4)
+    config = FinetuneConfig(**{**FAST, "epochs": 2, "checkpoint_every": 3})  # 8 steps, checkpoints at 3, 6, 8
+    out = tmp_path / "ft"
+    whole = finetune(run, tokenizer, spec, examples, config, out)
+    metrics, test_metrics = read_metrics(out), evaluate_task(out, test)
+    KILLED_AFTER_THE_LAST_CHECKPOINT[kill_point](out)
+
+    rerun = finetune(run, tokenizer, spec, examples, config, out)
+    assert (rerun.step, rerun.total_steps, rerun.checkpoint) == (whole.step, whole.total_steps, whole.checkpoint)
+    assert evaluate_task(out, test) == test_metrics
+    if kill_point == "before its metrics line, checkpoint without one":
+        assert rerun.loss is None and read_metrics(out) == metrics[:-1], "nothing to restore the line from"
+    else:
+        assert rerun.loss == whole.loss and rerun.loss is not None and math.isfinite(rerun.loss)
+        assert read_metrics(out) == metrics and training_losses(out) == [m["loss"] for m in metrics], \
+            "the same metrics file, every line once"
 
 
 def test_resuming_with_other_settings_is_refused(pretrained, tmp_path):

@@ -171,14 +171,15 @@ def test_a_manifest_edited_in_the_store_is_refused_before_any_download(s3_url, t
     assert not (tmp_path / "fresh-cache").exists()
 
 
-def test_a_cached_download_damaged_later_is_refused_on_the_next_read(s3_url, tmp_path, monkeypatch):
+def test_a_cached_download_damaged_later_is_downloaded_again_on_the_next_read(s3_url, tmp_path, monkeypatch):
     root = DataRoot.from_env(f"{s3_url}/damaged-cache")
     root.publish("corpus", "v0001", publish_two_files(root, "v0001"))
     monkeypatch.setenv("GPTFORGE_CACHE", str(tmp_path / "cache"))
     local = root.local_version("corpus", "v0001")
-    (local / "notes.txt").write_text("HELLO")
-    with pytest.raises(CorruptVersionError, match=r"notes.txt has sha256"):
-        root.local_version("corpus", "v0001")
+    intact = (local / "notes.txt").read_text()
+    (local / "notes.txt").write_text("HELLO")  # the local copy is damaged, the store is not
+    assert root.local_version("corpus", "v0001") == local
+    assert (local / "notes.txt").read_text() == intact
 
 
 def test_a_local_root_gives_its_own_version_folder(tmp_path):

@@ -77,7 +77,8 @@ def test_the_evaluate_flows_jsonl_tasks_reject_a_bad_byte_or_broken_line_and_kee
     from flows.evaluate import read_jsonl_records
 
     path = tmp_path / "lambada.jsonl"
-    path.write_bytes(b'{"text": "one"}\n{"text": "caf\xe9"}\n{"text": \n["text"]\n{"other": "x"}\n{"text": "two"}\n')
+    path.write_bytes(b'{"text": "one"}\n{"text": "caf\xe9"}\n{"text": \n["text"]\n{"other": "x"}\n{"text": "two"}\n'
+                     b'{"text": "lone \\ud800 surrogate"}\n')
     data = read_jsonl_records(path, ("text",))
     assert data.records == [{"text": "one"}, {"text": "two"}]
-    assert data.rejects == {"undecodable": 1, "malformed_json": 2, "missing_field": 1}
+    assert data.rejects == {"undecodable": 2, "malformed_json": 2, "missing_field": 1}

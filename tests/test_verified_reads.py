@@ -1,4 +1,4 @@
-"""Verified reads (DESIGN.md): a stage checks every upstream file it reads against the upstream manifest's sha256,
+"""Verified reads: a stage checks every upstream file it reads against the upstream manifest's sha256,
 the manifest against its own checksum, and records checksums of the bytes it used; pointers stay inside a version.
 
 Each damaged input is refused by the stage that reads it, through the real flows, with nothing published.
@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from flows.lineage import write_manifest
-from flows.store import CorruptVersionError, DataRoot, atomic_write_table, manifest_checksum, sha256_file
+from flows.store import CorruptVersionError, DataRoot, atomic_write_table, manifest_checksum, manifest_sha256, sha256_file
 from gptcore.checkpoint import CHECKPOINT_DIR, LATEST, CheckpointError, checkpoint_in, latest_checkpoint, save_checkpoint
 from tests.test_tokenizer_flows import MODULES, publish_corpus
 
@@ -35,12 +35,15 @@ def published(root: DataRoot) -> Path:
     return root.local_path / "corpus" / "v0001"
 
 
-def edit_manifest(folder: Path, change, *, reseal: bool = False) -> None:
-    """Apply ``change`` to the manifest; ``reseal`` also recomputes its checksum, as a careful forger would."""
+def edit_manifest(folder: Path, change, *, reseal: bool = False, reseal_whole: bool = False) -> None:
+    """Apply ``change`` to the manifest; ``reseal`` also recomputes its outputs checksum, ``reseal_whole`` its
+    whole-manifest hash too, as a careful forger would."""
     manifest = json.loads((folder / "manifest.json").read_text())
     change(manifest)
-    if reseal:
+    if reseal or reseal_whole:
         manifest["checksum"] = manifest_checksum(manifest)
+    if reseal_whole:
+        manifest["manifest_sha256"] = manifest_sha256(manifest)
     (folder / "manifest.json").write_text(json.dumps(manifest))
 
 
@@ -57,7 +60,15 @@ CORRUPTIONS = {
     "manifest sha256 edited": (lambda f: edit_manifest(f, set_sha("notes.txt", "0" * 64)),
                                rf"records checksum {HEX} but its outputs hash to {HEX}"),
     "manifest sha256 and checksum edited": (lambda f: edit_manifest(f, set_sha("notes.txt", "0" * 64), reseal=True),
-                                            rf"notes.txt has sha256 {HEX}, its manifest records 0{{64}}"),
+                                            rf"records manifest_sha256 {HEX} but hashes to {HEX}"),
+    "manifest sha256 and both checksums edited": (
+        lambda f: edit_manifest(f, set_sha("notes.txt", "0" * 64), reseal_whole=True),
+        rf"notes.txt has sha256 {HEX}, its manifest records 0{{64}}"),
+    "manifest counts edited": (lambda f: edit_manifest(f, lambda m: m["counts"].update(documents=2)),
+                               rf"records manifest_sha256 {HEX} but hashes to {HEX} \(its upstream, parameters or "
+                               r"counts were edited\)"),
+    "manifest upstream edited": (lambda f: edit_manifest(f, lambda m: m["upstream"].append({"kind": "file"})),
+                                 r"its upstream, parameters or counts were edited"),
     "manifest names a file outside": (
         lambda f: edit_manifest(f, lambda m: m["outputs"].update({"../../escape": m["outputs"]["notes.txt"]}),
                                 reseal=True), r"lists an output '../../escape' outside its version folder"),
@@ -74,6 +85,19 @@ def test_a_damaged_local_version_is_refused_naming_the_file_and_what_to_do(tmp_p
         root.local_version("corpus", "v0001")
     assert "the published corpus version 'v0001' was modified or damaged" in str(refused.value)
     assert "rebuild it as a new version (run build-corpus)" in str(refused.value)
+
+
+def test_one_file_read_from_a_version_is_checked_against_the_manifest(tmp_path):
+    root = DataRoot.from_env(str(tmp_path))
+    folder = published(root)
+    assert root.read_verified("corpus", "v0001", "notes.txt") == b"notes"
+    assert root.verify_file("corpus", "v0001", "notes.txt") == f"{root.url}/corpus/v0001/notes.txt"
+    (folder / "notes.txt").write_text("NOTES")
+    for read in (root.read_verified, root.verify_file):
+        with pytest.raises(CorruptVersionError, match=rf"notes.txt has sha256 {HEX}, its manifest records {HEX}"):
+            read("corpus", "v0001", "notes.txt")
+    with pytest.raises(CorruptVersionError, match="is not listed in its version's manifest"):
+        root.read_verified("corpus", "v0001", "other.txt")
 
 
 def test_an_intact_local_version_is_its_own_folder(tmp_path):
