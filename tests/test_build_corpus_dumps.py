@@ -8,6 +8,7 @@ import duckdb
 import pytest
 
 from flows.demo.dumpgen import submission_record as submission, write_dump
+from tests import webhosts
 
 
 @pytest.fixture(scope="module")
@@ -17,7 +18,7 @@ def site(tmp_path_factory):
 
     folder = tmp_path_factory.mktemp("site")
     pages = [p for p in build_site(folder, n_pages=3) if p.kind == "page"]
-    with DemoServer(folder) as server:
+    with DemoServer(folder, webhosts.PAGES_PORT, host=webhosts.BUILD_CORPUS_DUMPS) as server:
         yield server.base_url, pages
 
 
@@ -30,7 +31,7 @@ def test_the_same_dump_passed_twice_keeps_each_submission_once_and_passes_the_ga
     dump = write_dump(tmp_path / "RS_2019-06.zst", records)
 
     out = Path(build_corpus(dumps=[str(dump), str(dump)], version="twice", data_root=str(tmp_path / "data"),
-                            allow_hosts=["127.0.0.1"], respect_robots=False, min_words=1, languages=["en"],
+                            allow_hosts=[webhosts.BUILD_CORPUS_DUMPS], respect_robots=False, min_words=1, languages=["en"],
                             connect_timeout_s=2.0, read_timeout_s=2.0))
 
     reddit = json.loads((out / "manifest.json").read_text())["counts"]["accounting"]["reddit"]
