@@ -190,7 +190,7 @@ def pretrain(
         # The checkpoints are checked on load against their .sha256 files, which are verified here.
         init_folder = root.local_version(STAGE, init_from, checked_on_read=(CHECKPOINT_FILES,))
         init_up = upstream_version(root, STAGE, init_from)
-        init_manifest = root.read_manifest(STAGE, init_from)
+        init_manifest = root.verified_manifest(STAGE, init_from)
         init_checkpoint = str(checkpoint_in(init_folder, init_manifest["counts"]["checkpoint"],
                                             named_by=f"the manifest of run {init_from!r}"))
         model_config = GPTConfig(**init_manifest["parameters"]["model"])

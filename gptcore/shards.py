@@ -25,6 +25,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from gptcore.files import atomic_write_bytes, sha256_file
+from gptcore.names import check_name
 
 FORMAT_VERSION = 1
 INDEX_FILE = "index.json"
@@ -280,9 +281,11 @@ def check_shard_checksums(index: TokenIndex, shards: Iterable[ShardStats]) -> No
 
 def _check_shard_file(folder: Path, shard: ShardStats, dtype: np.dtype) -> None:
     """The shard is a plain file name of a known split, present with the size its token count implies."""
-    if "/" in shard.file or "\\" in shard.file or shard.file.startswith(".") or not shard.file:
+    try:
+        check_name(shard.file, "shard")
+    except ValueError:
         raise TokenIndexError(f"shard {shard.file!r} in {folder / INDEX_FILE} is not a file name inside the tokens "
-                              "folder: index.json was edited or damaged; rebuild the tokens version")
+                              "folder: index.json was edited or damaged; rebuild the tokens version") from None
     path = folder / shard.file
     if shard.split not in SPLITS:
         raise TokenIndexError(f"shard {shard.file} in {folder / INDEX_FILE} has split {shard.split!r}, "
