@@ -43,7 +43,7 @@ _CHAPTER = re.compile(r"^(?:Chapter|CHAPTER) \d+\s*$", re.MULTILINE)
 
 def write_books_corpus(folder: Path) -> list[Path]:
     """One corpus part file per book, one row per chapter (the front matter is a row of its own)."""
-    from flows.corpus.records import doc_id_for
+    from gptcore.corpus.records import doc_id_for
 
     paths = []
     for index, book in enumerate(BOOKS):

@@ -32,8 +32,8 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from flows.corpus.dedup import deduplicate
-from flows.corpus.minhash import MinHashConfig, fingerprint_table, normalize_for_hash
+from gptcore.corpus.dedup import deduplicate
+from gptcore.corpus.minhash import MinHashConfig, fingerprint_table, normalize_for_hash
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = Path(os.environ.get("GPTFORGE_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))

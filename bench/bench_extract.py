@@ -28,10 +28,10 @@ from typing import Callable
 
 import trafilatura
 
-from flows.corpus.clean import clean_text
-from flows.corpus.extract import ExtractConfig, decode_body, extract_main_text
-from flows.corpus.process import process_pages, process_pages_parallel
-from flows.corpus.records import Page, doc_id_for
+from gptcore.corpus.clean import clean_text
+from gptcore.corpus.extract import ExtractConfig, decode_body, extract_main_text
+from gptcore.corpus.process import process_pages, process_pages_parallel
+from gptcore.corpus.records import Page, doc_id_for
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = Path(os.environ.get("GPTFORGE_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))

@@ -121,7 +121,7 @@ async def peer_bomb(url: str) -> str:
 
 def bomb_peak_mib(which: str, url: str) -> tuple[str, float]:
     """(outcome, peak MiB of Python allocations) for refusing the bomb at ``url``."""
-    from flows.corpus.fetch import FetchConfig, fetch_to_warc
+    from gptcore.corpus.fetch import FetchConfig, fetch_to_warc
 
     tracemalloc.start()
     try:
@@ -146,7 +146,7 @@ def main() -> None:
         serve(Path(args.serve[0]), Path(args.serve[1]))
         return
 
-    from flows.corpus.fetch import FetchConfig, fetch_to_warc
+    from gptcore.corpus.fetch import FetchConfig, fetch_to_warc
 
     html_root = SHARED / "web" / "html"
     pages = sorted(p.relative_to(html_root).as_posix() for p in html_root.rglob("*.html"))

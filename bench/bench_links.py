@@ -25,7 +25,7 @@ import zstandard
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from flows.corpus.dumps import KeptSubmission, LinkFilterConfig, classify_record, filter_dump  # noqa: E402
+from gptcore.corpus.dumps import KeptSubmission, LinkFilterConfig, classify_record, filter_dump  # noqa: E402
 from flows.demo.dumpgen import submission_record, write_dump  # noqa: E402
 
 OUT = REPO / "bench" / "out"

@@ -110,7 +110,7 @@ class Corpus:
 
 def build_corpus(documents: list[SourceDocument], megabytes: float, n_files: int, folder: Path) -> Corpus:
     """Corpus part files of ``documents`` repeated to ``megabytes`` of text (cached by text fingerprint and size)."""
-    from flows.corpus.records import doc_id_for
+    from gptcore.corpus.records import doc_id_for
 
     meta_path = folder / "corpus.json"
     key = {"text": text_fingerprint(documents), "mb": megabytes, "files": n_files}

@@ -24,22 +24,23 @@ from prefect.logging import get_run_logger
 from prefect.task_runners import TaskRunner
 
 from data_contracts.corpus import validate_corpus
-from flows.corpus import assemble
-from flows.corpus.dedup import write_dedup_index
-from flows.corpus.dedup_shards import Unit, find_bucket_collisions, plan_units, read_result, resolve, write_unit_keys
-from flows.corpus.minhash import MinHashConfig, fingerprint_table
-from flows.corpus.dumps import LinkFilterConfig, filter_dump, merge_dump_links
-from flows.corpus.fetch import FetchConfig, fetch_to_warc
-from flows.corpus.process import ProcessConfig, process_pages_parallel
-from flows.corpus.quality import QualityConfig
-from flows.corpus.records import REJECT_SCHEMA, reject
-from flows.corpus.textfiles import iter_text_documents, text_files
-from flows.corpus.urls import DEFAULT_BLOCKED_DOMAINS
-from flows.corpus.warc import read_warc
+from gptcore.corpus import assemble
+from gptcore.corpus.dedup import write_dedup_index
+from gptcore.corpus.dedup_shards import Unit, find_bucket_collisions, plan_units, read_result, resolve, write_unit_keys
+from gptcore.corpus.minhash import MinHashConfig, fingerprint_table
+from gptcore.corpus.dumps import LinkFilterConfig, filter_dump, merge_dump_links
+from gptcore.corpus.fetch import FetchConfig, fetch_to_warc
+from gptcore.corpus.process import ProcessConfig, process_pages_parallel
+from gptcore.corpus.quality import QualityConfig
+from gptcore.corpus.records import REJECT_SCHEMA, reject
+from gptcore.corpus.textfiles import iter_text_documents, text_files
+from gptcore.corpus.urls import DEFAULT_BLOCKED_DOMAINS
+from gptcore.corpus.warc import read_warc
 from flows.lineage import input_file, upstream_version, write_manifest
 from flows.runners import check_runner, run_tasks, shard_runner
 from flows.stage import finish_version, start_version
-from flows.store import DataRoot, atomic_write_json, atomic_write_table
+from flows.store import DataRoot
+from gptcore.files import atomic_write_json, atomic_write_table
 
 STAGE = "corpus"
 DEDUP_INDEX = "dedup_index.parquet"
@@ -187,7 +188,7 @@ def dedup_resolve(folder: Path, units: list[Unit], n_buckets: int, minhash: MinH
 
 def deduplicate_documents(runner: TaskRunner | None, root: DataRoot, work: Path, earlier: list[str],
                           minhash: MinHashConfig) -> tuple[list[str], pa.Table]:
-    """Exact and near-duplicate removal within the version and against earlier versions (flows/corpus/dedup_shards.py)."""
+    """Exact and near-duplicate removal within the version and against earlier versions (gptcore/corpus/dedup_shards.py)."""
     units = plan_units([(root.verify_file(STAGE, v, DEDUP_INDEX), v) for v in earlier], assemble.unit_files(work))
     folder = work / "dedup"
     run_tasks(runner, dedup_keys, [{"unit": u, "folder": folder, "n_buckets": DEDUP_BUCKETS, "minhash": minhash}
@@ -274,7 +275,7 @@ def build_corpus(
     Dates are ISO (``2019-01-01``), the range half-open. ``blocked_domains`` replaces the default block list
     (Wikipedia, image/video hosts, Reddit); ``extra_blocked_domains`` adds to it. ``allow_hosts`` lets the fetcher reach
     private or loopback hosts (off by default). ``max_links`` keeps the highest-scored links for a trial run.
-    ``quality`` overrides fields of ``flows.corpus.quality.QualityConfig`` (the Gopher/C4 filter limits).
+    ``quality`` overrides fields of ``gptcore.corpus.quality.QualityConfig`` (the Gopher/C4 filter limits).
     ``task_runner="dask"`` runs the fetch, extraction and dedup shards as tasks on a Dask cluster (``dask_address``,
     or a temporary local one of ``workers`` processes) with the same result (see ``flows/runners.py``).
     """

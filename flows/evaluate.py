@@ -28,7 +28,8 @@ from data_contracts.evaluate import validate_results
 from flows.evaluate_compare import comparison_markdown, comparison_rows, metric_rows
 from flows.lineage import input_file, upstream_of, upstream_version, write_manifest
 from flows.stage import artifact_key, finish_version, start_version
-from flows.store import DataRoot, StoreError, atomic_write_json
+from flows.store import DataRoot, StoreError
+from gptcore.files import atomic_write_json
 from gptcore.checkpoint import CHECKPOINT_DIR, CHECKPOINT_FILES, latest_checkpoint, load_checkpoint
 from gptcore.contamination import NGRAM, BloomFilter, build_corpus_filter, example_texts, measure_overlap
 from gptcore.encoding import load_encoder

@@ -26,7 +26,8 @@ from flows.gpu import gpu_slot
 from flows.lineage import input_file, upstream_version, write_manifest
 from flows.sample import tokenizer_of_run
 from flows.stage import finish_version, start_version
-from flows.store import DataRoot, StoreError, sha256_file
+from flows.store import DataRoot, StoreError
+from gptcore.files import sha256_file
 from flows.task_inputs import local_input
 from gptcore.checkpoint import CHECKPOINT_FILES
 from gptcore.finetune import (FinetuneConfig, evaluate_task, finetune as finetune_model, metric_names,

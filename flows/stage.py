@@ -27,7 +27,8 @@ from prefect.assets import Asset, AssetProperties, add_asset_metadata, materiali
 from data_contracts.gate import GateFailed, GateReport
 from flows import version_lock
 from flows.lineage import lineage_card
-from flows.store import MANIFEST, DataRoot, StoreError, atomic_write_json
+from flows.store import MANIFEST, DataRoot, StoreError
+from gptcore.files import atomic_write_json
 
 PUBLISH_RECORD = "publish.json"  # asset deps and description, so a rerun after a killed cleanup emits the same event
 

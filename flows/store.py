@@ -19,13 +19,10 @@ import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import fsspec
-import pyarrow as pa
-import pyarrow.parquet as pq
 
-from gptcore.files import atomic_write_bytes, sha256_file  # noqa: F401  (re-exported for the flows)
+from gptcore.files import atomic_write_json, sha256_file
 from gptcore.names import NAME_RE, check_name
 
 DATA_ENV = "GPTFORGE_DATA"
@@ -54,19 +51,6 @@ def check_version(stage: str, version: str) -> str:
     if not isinstance(stage, str) or stage not in STAGES:
         raise ValueError(f"stage {stage!r} is not one of the data root's stages {tuple(STAGES)}")
     return check_name(version, STAGES[stage])
-
-
-def atomic_write_json(path: Path, obj: Any) -> Path:
-    return atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n").encode())
-
-
-def atomic_write_table(path: Path, table: pa.Table) -> Path:
-    """Parquet with zstd, written atomically."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    pq.write_table(table, tmp, compression="zstd")
-    os.replace(tmp, path)
-    return path
 
 
 def utc_now() -> str:

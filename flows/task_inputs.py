@@ -3,7 +3,7 @@
 A task file is a local path (or ``file://`` URL), or a URL under the data root (``GPTFORGE_DATA``, an object store
 the operator configured), copied here through fsspec. Every other URL is refused before any connection is made:
 fsspec's HTTP filesystem would follow it, and its redirects, to the cloud metadata service or the private network
-with none of the guards the corpus fetcher has (``flows/corpus/netguard.py``). Download such a file first, or copy
+with none of the guards the corpus fetcher has (``gptcore/corpus/netguard.py``). Download such a file first, or copy
 it under the data root.
 """
 from __future__ import annotations

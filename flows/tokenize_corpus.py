@@ -20,11 +20,12 @@ from prefect import flow, task
 from prefect.logging import get_run_logger
 
 from data_contracts.tokens import validate_tokens
-from flows.corpus.records import REJECT_SCHEMA, reject
+from gptcore.corpus.records import REJECT_SCHEMA, reject
 from flows.lineage import upstream_version, write_manifest
 from flows.runners import check_runner, run_tasks, shard_runner
 from flows.stage import finish_version, resolve_version, start_version
-from flows.store import MANIFEST, DataRoot, atomic_write_table
+from flows.store import MANIFEST, DataRoot
+from gptcore.files import atomic_write_table
 from gptcore.encoding import Encoder, load_encoder
 from gptcore.shards import ShardStats, ShardTask, SplitRule, plan_shards, tokenize_shard, write_index
 

@@ -13,7 +13,6 @@ RNG states are stored as tensors and lists (not NumPy arrays or pickled objects)
 """
 from __future__ import annotations
 
-import os
 import random
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from gptcore.files import sha256_file
+from gptcore.files import atomic_file, atomic_write_text, sha256_file
 from gptcore.names import check_name
 
 CHECKPOINT_DIR = "checkpoints"
@@ -42,15 +41,11 @@ def save_checkpoint(run_dir: str | Path, step: int, state: dict[str, Any]) -> Pa
     folder = Path(run_dir) / CHECKPOINT_DIR
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / checkpoint_name(step)
-    tmp = _tmp_sibling(path)
-    with open(tmp, "wb") as fh:  # streamed to disk: a large model's state is never held twice in memory
+    with atomic_file(path, durable=True) as fh:  # streamed to disk: a large model's state is never held twice
         torch.save(state, fh)
-        fh.flush()
-        os.fsync(fh.fileno())
-    digest = sha256_file(tmp)
-    os.replace(tmp, path)
-    _write_text_atomically(_checksum_path(path), f"{digest}  {path.name}\n")
-    _write_text_atomically(folder / LATEST, path.name + "\n")
+    digest = sha256_file(path)
+    atomic_write_text(_checksum_path(path), f"{digest}  {path.name}\n", durable=True)
+    atomic_write_text(folder / LATEST, path.name + "\n", durable=True)
     return path
 
 
@@ -138,14 +133,3 @@ def _checksum_path(path: Path) -> Path:
     return path.with_name(path.name + ".sha256")
 
 
-def _tmp_sibling(path: Path) -> Path:
-    return path.with_name(f".{path.name}.tmp-{os.getpid()}")
-
-
-def _write_text_atomically(path: Path, text: str) -> None:
-    tmp = _tmp_sibling(path)
-    with open(tmp, "w") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)

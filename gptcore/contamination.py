@@ -17,7 +17,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import re
 from dataclasses import asdict, dataclass
 from functools import lru_cache
@@ -26,6 +25,8 @@ from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 import pyarrow.parquet as pq
+
+from gptcore.files import atomic_file
 
 NGRAM = 8  # GPT-2's choice
 _WORD = re.compile(r"[^\W_]+")  # letters and digits of any script
@@ -105,13 +106,10 @@ class BloomFilter:
     def save(self, path: str | Path) -> Path:
         """Write atomically as ``.npz`` (bits + parameters), so a reader never sees half a filter."""
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
         meta = {"num_bits": self.num_bits, "num_hashes": self.num_hashes, "capacity": self.capacity,
                 "false_positive_rate": self.false_positive_rate}
-        with open(tmp, "wb") as fh:
+        with atomic_file(path) as fh:
             np.savez(fh, bits=self.bits, meta=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8))
-        os.replace(tmp, path)
         return path
 
     @classmethod

@@ -7,11 +7,11 @@ in index.json while it is copied, so an export never silently carries a damaged 
 from __future__ import annotations
 
 import hashlib
-import os
 from pathlib import Path
 
 import numpy as np
 
+from gptcore.files import atomic_file
 from gptcore.shards import SPLITS, TokenIndex, read_index
 
 LLMC_HEADER_INTS = 256
@@ -35,7 +35,7 @@ def export_nanogpt(tokens_folder: str | Path, out_dir: str | Path) -> dict[str, 
     written = {}
     for split in SPLITS:
         path = out_dir / f"{split}.bin"
-        with _AtomicFile(path) as out:
+        with atomic_file(path) as out:
             for shard in index.shards_of(split):
                 _copy_verified(index, shard.file, shard.sha256, out)
         written[split] = path
@@ -59,7 +59,7 @@ def export_llmc(tokens_folder: str | Path, out_dir: str | Path, prefix: str = "g
             header = np.zeros(LLMC_HEADER_INTS, dtype="<i4")
             header[:3] = magic, version, shard.tokens
             path = out_dir / f"{prefix}_{split}_{number:06d}.bin"
-            with _AtomicFile(path) as out:
+            with atomic_file(path) as out:
                 out.write(header.tobytes())
                 _copy_verified(index, shard.file, shard.sha256, out)
             written.append(path)
@@ -75,22 +75,3 @@ def _copy_verified(index: TokenIndex, file: str, sha256: str, out) -> None:
     if digest.hexdigest() != sha256:
         raise ValueError(f"shard {index.folder / file} does not match its sha256 in index.json: the tokens folder "
                          "is damaged; re-run tokenize for this version before exporting")
-
-
-class _AtomicFile:
-    """A binary file written under a temporary name and renamed on success, removed on failure."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-
-    def __enter__(self):
-        self._fh = open(self.tmp, "wb")
-        return self._fh
-
-    def __exit__(self, exc_type, *rest) -> None:
-        self._fh.close()
-        if exc_type is None:
-            os.replace(self.tmp, self.path)
-        else:
-            self.tmp.unlink(missing_ok=True)

@@ -24,7 +24,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from gptcore.files import atomic_write_bytes, sha256_file
+from gptcore.files import atomic_write_bytes, remove_stale_temps, sha256_file, temp_sibling
 from gptcore.names import check_name
 
 FORMAT_VERSION = 1
@@ -105,7 +105,7 @@ class ShardWriter:
             raise ValueError(f"eot_id {eot_id} does not fit in {self.dtype.str}")
         self.eot_id = eot_id
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._tmp = self.path.with_name(f".{self.path.name}.tmp-{os.getpid()}")
+        self._tmp = temp_sibling(self.path)
         self._file = open(self._tmp, "wb")
         self._sha256 = hashlib.sha256()
         self.tokens = 0
@@ -467,8 +467,7 @@ def tokenize_shard(task: ShardTask, encoder: BatchEncoder, *, batch_chars: int =
     done = _finished_stats(task, encoder)
     if done is not None:
         return done
-    for stale in output.parent.glob(f".{output.name}.tmp-*"):  # left by a killed worker; one task per shard
-        stale.unlink(missing_ok=True)
+    remove_stale_temps(output)  # left by a killed worker; one task per shard
     dtype = dtype_for_vocab(encoder.vocab_size)
     seen = empty = replaced = 0
     empty_ids: list[str] = []

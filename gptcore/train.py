@@ -44,6 +44,7 @@ from torch.nn.parallel import DistributedDataParallel
 from gptcore.checkpoint import (capture_rng_state, latest_checkpoint, load_checkpoint, restore_rng_state,
                                 save_checkpoint)
 from gptcore.data import TokenDataset
+from gptcore.files import atomic_write_text
 from gptcore.model import GPT, GPTConfig, config_from_preset
 from gptcore.schedule import lr_at
 
@@ -512,9 +513,7 @@ def _truncate_metrics(path: Path, keep_through_step: int, line_of_step: dict[str
                 if line.strip() and json.loads(line)["step"] <= keep_through_step]
     if line_of_step is not None and (not kept or json.loads(kept[-1])["step"] < keep_through_step):
         kept.append(json.dumps(line_of_step))
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text("".join(line + "\n" for line in kept))
-    os.replace(tmp, path)
+    atomic_write_text(path, "".join(line + "\n" for line in kept))
 
 
 def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:

@@ -6,8 +6,8 @@ import pytest
 
 from data_contracts.corpus import validate_corpus
 from data_contracts.gate import GateFailed
-from flows.corpus.records import DOC_SCHEMA, REJECT_SCHEMA, reject
-from flows.store import atomic_write_table
+from gptcore.corpus.records import DOC_SCHEMA, REJECT_SCHEMA, reject
+from gptcore.files import atomic_write_table
 
 
 def _doc(doc_id: str, url: str, text: str = "some text", text_hash: str | None = None) -> dict:

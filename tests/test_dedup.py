@@ -7,9 +7,9 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from flows.corpus import minhash
-from flows.corpus.dedup import DedupIndex, deduplicate, write_dedup_index
-from flows.corpus.minhash import (
+from gptcore.corpus import minhash
+from gptcore.corpus.dedup import DedupIndex, deduplicate, write_dedup_index
+from gptcore.corpus.minhash import (
     MinHashConfig,
     band_keys,
     band_keys_many,
@@ -18,7 +18,7 @@ from flows.corpus.minhash import (
     normalize_for_hash,
     text_hash,
 )
-from flows.corpus.records import REJECT_SCHEMA
+from gptcore.corpus.records import REJECT_SCHEMA
 
 CONFIG = MinHashConfig()
 
@@ -259,7 +259,7 @@ def test_sharded_dedup_over_units_and_buckets_equals_deduplicate_on_the_whole_ta
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
-    from flows.corpus import dedup_shards
+    from gptcore.corpus import dedup_shards
 
     rng = random.Random(7)
     originals = [make_document(i) for i in range(40)]

@@ -14,8 +14,8 @@ import pyarrow.compute as pc
 import pytest
 import zstandard
 
-from flows.corpus import dump_lines
-from flows.corpus.dumps import REASONS, LinkFilterConfig, filter_dump
+from gptcore.corpus import dump_lines
+from gptcore.corpus.dumps import REASONS, LinkFilterConfig, filter_dump
 from flows.demo.dumpgen import submission_record as submission, write_dump
 
 REPO = Path(__file__).resolve().parent.parent
@@ -90,7 +90,7 @@ def test_a_line_far_longer_than_the_cap_costs_no_memory_in_proportion(tmp_path):
     assert path.stat().st_size < 100_000
     child = textwrap.dedent(f"""
         import json, resource
-        from flows.corpus.dumps import LinkFilterConfig, filter_dump
+        from gptcore.corpus.dumps import LinkFilterConfig, filter_dump
         from flows.demo.dumpgen import submission_record, write_dump
         warm = write_dump({str(tmp_path / 'RS_warm.zst')!r}, [submission_record("w", "https://example.com/w")])
         filter_dump(warm, LinkFilterConfig(workers=2))  # imports, DuckDB, thread pool: not what is measured

@@ -9,11 +9,11 @@ import orjson
 import pyarrow as pa
 import pytest
 
-from flows.corpus import dump_lines, dumps
-from flows.corpus.dumps import (
+from gptcore.corpus import dump_lines, dumps
+from gptcore.corpus.dumps import (
     LINK_SCHEMA, REASONS, DumpReadError, KeptSubmission, LinkFilterConfig, classify_record, filter_dump, merge_links,
 )
-from flows.corpus.records import REJECT_SCHEMA, doc_id_for
+from gptcore.corpus.records import REJECT_SCHEMA, doc_id_for
 from flows.demo.dumpgen import submission_record as submission, write_dump
 
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 import codecs
 import threading
 
-from flows.corpus.clean import clean_text
-from flows.corpus.extract import decode_body, extract_main_text
-from flows.corpus.process import ProcessConfig, process_pages, process_pages_parallel
-from flows.corpus.quality import QualityConfig
-from flows.corpus.records import Page, doc_id_for, reject
+from gptcore.corpus.clean import clean_text
+from gptcore.corpus.extract import decode_body, extract_main_text
+from gptcore.corpus.process import ProcessConfig, process_pages, process_pages_parallel
+from gptcore.corpus.quality import QualityConfig
+from gptcore.corpus.records import Page, doc_id_for, reject
 
 FRENCH = "Le café était très agréable, même après la fermeture. Où est la gare? Déjà l'été."
 

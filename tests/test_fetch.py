@@ -15,9 +15,9 @@ from pathlib import Path
 import httpcore
 import pytest
 
-from flows.corpus.fetch import ERROR_CODES, FETCH_LOG_SCHEMA, USER_AGENT, FetchConfig, fetch_to_warc
-from flows.corpus.netguard import AddressPolicy, BlockedAddressError, GuardedNetworkBackend, block_reason
-from flows.corpus.warc import read_warc
+from gptcore.corpus.fetch import ERROR_CODES, FETCH_LOG_SCHEMA, USER_AGENT, FetchConfig, fetch_to_warc
+from gptcore.corpus.netguard import AddressPolicy, BlockedAddressError, GuardedNetworkBackend, block_reason
+from gptcore.corpus.warc import read_warc
 
 HTML = b"<html><head><title>t</title></head><body><p>Hello from the loopback web.</p></body></html>"
 LOOPBACK_ONLY = ("127.0.0.1",)

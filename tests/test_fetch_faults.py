@@ -20,8 +20,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from flows.corpus.fetch import ERROR_CODES, FETCH_LOG_SCHEMA, FetchConfig, fetch_to_warc
-from flows.corpus.warc import read_warc
+from gptcore.corpus.fetch import ERROR_CODES, FETCH_LOG_SCHEMA, FetchConfig, fetch_to_warc
+from gptcore.corpus.warc import read_warc
 
 HTML = b"<html><head><title>t</title></head><body><p>Hello from a broken server.</p></body></html>"
 # Short waits so each case takes milliseconds; no retries, so a case's code comes from its one answer.

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from flows.corpus.langid import detect_language
-from flows.corpus.quality import QualityConfig, language_failure, quality_failure, quality_reason
+from gptcore.corpus.langid import detect_language
+from gptcore.corpus.quality import QualityConfig, language_failure, quality_failure, quality_reason
 
 PROSE = """The harbour town woke slowly on winter mornings. Fishermen checked their nets by lamplight while the
 bakery on the corner pulled the first loaves from an oven that had been burning since four. Children walked to the

@@ -5,7 +5,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from flows.lineage import format_lineage, input_file, upstream_version, write_manifest
-from flows.store import DataRoot, StoreError, atomic_write_table
+from flows.store import DataRoot, StoreError
+from gptcore.files import atomic_write_table
 
 
 def _publish(root: DataRoot, stage: str, version: str, upstream: list[dict], payload: str = "x") -> dict:

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import pytest
 
-from flows.corpus.extract import decode_body
-from flows.corpus.records import Page, doc_id_for
-from flows.corpus.textfiles import iter_text_documents
+from gptcore.corpus.extract import decode_body
+from gptcore.corpus.records import Page, doc_id_for
+from gptcore.corpus.textfiles import iter_text_documents
 
 BOOK = """THE SILENT VALLEY
 

@@ -11,9 +11,10 @@ import pyarrow as pa
 import pytest
 from tokenizers import Tokenizer
 
-from flows.corpus.records import DOC_SCHEMA, doc_id_for
+from gptcore.corpus.records import DOC_SCHEMA, doc_id_for
 from flows.lineage import write_manifest
-from flows.store import DataRoot, atomic_write_table
+from flows.store import DataRoot
+from gptcore.files import atomic_write_table
 from gptcore.bpe_sample import DEFAULT_HOLDOUT_FRACTION, is_holdout
 
 MODULES = ["argparse", "base64", "calendar", "collections", "csv", "difflib", "fractions", "ftplib", "gettext",

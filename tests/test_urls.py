@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from flows.corpus.urls import (
+from gptcore.corpus.urls import (
     DEFAULT_BLOCKED_DOMAINS, has_non_page_extension, host_of, is_blocked_domain, normalize_url,
 )
 

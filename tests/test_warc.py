@@ -10,9 +10,9 @@ from warcio.archiveiterator import ArchiveIterator
 from warcio.statusandheaders import StatusAndHeaders
 from warcio.warcwriter import WARCWriter
 
-from flows.corpus.records import Page, doc_id_for
-from flows.corpus.urls import normalize_url
-from flows.corpus.warc import DOC_ID_HEADER, FetchedPage, WarcPageWriter, WarcReadError, read_warc
+from gptcore.corpus.records import Page, doc_id_for
+from gptcore.corpus.urls import normalize_url
+from gptcore.corpus.warc import DOC_ID_HEADER, FetchedPage, WarcPageWriter, WarcReadError, read_warc
 
 HTML = b"<html><body><p>Stored as received.</p></body></html>"
 

@@ -13,7 +13,7 @@ import hashlib
 import json
 from pathlib import Path
 
-from flows.corpus.extract import extract_main_text
+from gptcore.corpus.extract import extract_main_text
 from flows.demo.site import SitePage
 from gptcore.taskgen import next_sentence_choices, split_sentences
 

@@ -24,9 +24,10 @@ from warcio.recordloader import ArcWarcRecord
 from warcio.statusandheaders import StatusAndHeaders
 from warcio.warcwriter import WARCWriter
 
-from flows.corpus.httpbody import media_type
-from flows.corpus.records import Page, doc_id_for, reject
-from flows.corpus.urls import normalize_url
+from gptcore.corpus.httpbody import media_type
+from gptcore.corpus.records import Page, doc_id_for, reject
+from gptcore.corpus.urls import normalize_url
+from gptcore.files import temp_sibling
 
 DOC_ID_HEADER = "WARC-Gptforge-Doc-Id"
 HTML_MEDIA_TYPES = ("text/html", "application/xhtml+xml")
@@ -54,7 +55,7 @@ class WarcPageWriter:
 
     def __init__(self, path: Path, software: str) -> None:
         self._path, self._software = path, software
-        self._tmp_path = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+        self._tmp_path = temp_sibling(path)
 
     def __enter__(self) -> WarcPageWriter:
         self._path.parent.mkdir(parents=True, exist_ok=True)

@@ -30,11 +30,11 @@ from typing import Iterable
 
 from threadpoolctl import threadpool_limits
 
-from flows.corpus.clean import clean_text
-from flows.corpus.extract import ExtractConfig, decode_body, extract_main_text
-from flows.corpus.langid import detect_language, load_language_model
-from flows.corpus.quality import QualityConfig, language_failure, length_failure, quality_failure
-from flows.corpus.records import Page, reject
+from gptcore.corpus.clean import clean_text
+from gptcore.corpus.extract import ExtractConfig, decode_body, extract_main_text
+from gptcore.corpus.langid import detect_language, load_language_model
+from gptcore.corpus.quality import QualityConfig, language_failure, length_failure, quality_failure
+from gptcore.corpus.records import Page, reject
 
 HTML_TYPES = frozenset({"text/html", "application/xhtml+xml", "application/xml", "text/xml", ""})
 TEXT_TYPES = frozenset({"text/plain"})

@@ -7,7 +7,7 @@
 Each fingerprint (the text hash, each of the LSH bands) of each document is one *key*; a key goes to bucket
 ``hi mod n_buckets``, so a bucket task sees every document that could share its keys and nothing else. What leaves a
 bucket is only the keys that at least two documents share (a few percent of the input), and the final step decides
-those in priority order with `flows.corpus.dedup.settle` — the same decisions as `deduplicate` on the whole
+those in priority order with `gptcore.corpus.dedup.settle` — the same decisions as `deduplicate` on the whole
 table, hence the same corpus (tested). It is deliberately not union-find clustering: a document is dropped only
 for resembling a *kept* one, which `settle` decides over the shared keys alone.
 
@@ -24,11 +24,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from flows.corpus.dedup import (STEP, Collisions, band_matrix, collisions, detail_of, fingerprint_keys, read_index_file,
+from gptcore.corpus.dedup import (STEP, Collisions, band_matrix, collisions, detail_of, fingerprint_keys, read_index_file,
                                 reason_of, settle)
-from flows.corpus.minhash import MinHashConfig
-from flows.corpus.records import REJECT_SCHEMA, reject
-from flows.store import atomic_write_table
+from gptcore.corpus.minhash import MinHashConfig
+from gptcore.corpus.records import REJECT_SCHEMA, reject
+from gptcore.files import atomic_write_table
 
 KEYS = "keys"
 COLLISIONS = "collisions"

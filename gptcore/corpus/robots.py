@@ -26,8 +26,8 @@ from contextlib import AbstractAsyncContextManager
 
 import httpx
 
-from flows.corpus.httpbody import read_capped
-from flows.corpus.netguard import BlockedAddressError
+from gptcore.corpus.httpbody import read_capped
+from gptcore.corpus.netguard import BlockedAddressError
 
 ROBOTS_MAX_BYTES = 500 * 1024
 # Lines the fetcher has no use for (it paces by per-origin concurrency) and on which urllib.robotparser crashes:

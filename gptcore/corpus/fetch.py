@@ -32,10 +32,10 @@ from urllib.parse import urlsplit
 import httpx
 import pyarrow as pa
 
-from flows.corpus.httpbody import ACCEPT_ENCODING, BodyDecodeError, BodyTooLarge, media_type, read_capped
-from flows.corpus.netguard import AddressPolicy, BlockedAddressError, GuardedTransport
-from flows.corpus.robots import RobotsCache, origin_of
-from flows.corpus.warc import HTML_MEDIA_TYPES, FetchedPage, WarcPageWriter
+from gptcore.corpus.httpbody import ACCEPT_ENCODING, BodyDecodeError, BodyTooLarge, media_type, read_capped
+from gptcore.corpus.netguard import AddressPolicy, BlockedAddressError, GuardedTransport
+from gptcore.corpus.robots import RobotsCache, origin_of
+from gptcore.corpus.warc import HTML_MEDIA_TYPES, FetchedPage, WarcPageWriter
 
 try:
     _VERSION = version("gptforge")

@@ -19,8 +19,8 @@ import re
 from pathlib import Path
 from typing import Iterator
 
-from flows.corpus.extract import bom_charset, guess_charset
-from flows.corpus.records import Page, doc_id_for, reject
+from gptcore.corpus.extract import bom_charset, guess_charset
+from gptcore.corpus.records import Page, doc_id_for, reject
 
 CHAPTER_HEADING = re.compile(r"^(?:CHAPTER|Chapter)[ \t]+(?:[0-9]+|[IVXLCDM]+)\b", re.MULTILINE)
 _BLANK_LINES_SPLIT = re.compile(r"blank-lines:([1-9][0-9]*)")

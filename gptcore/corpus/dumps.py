@@ -33,7 +33,7 @@ dumps and some re-exports write `created_utc` that way; values outside int64 are
 with a duplicated top-level key are undefined input.
 
 Speed: the main thread decompresses (zstandard releases the GIL) and cuts the stream into chunks of whole lines
-(flows/corpus/dump_lines.py, which also bounds memory against lines and blocks that decode to gigabytes);
+(gptcore/corpus/dump_lines.py, which also bounds memory against lines and blocks that decode to gigabytes);
 worker threads let DuckDB's JSON functions (yyjson, GIL released) pull the few fields needed from every line and
 decide the common cases (self post, date range, NSFW, low score) in SQL. Lines DuckDB cannot read as a plainly typed
 record go through `classify_record`, the reference implementation of the rules, one line at a time; the few
@@ -57,9 +57,9 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from flows.corpus.dump_lines import DumpDamaged, DumpReadError, LineChunk, read_line_chunks  # noqa: F401 (re-export)
-from flows.corpus.records import REJECT_SCHEMA, doc_id_for
-from flows.corpus.urls import DEFAULT_BLOCKED_DOMAINS, has_non_page_extension, host_of, is_blocked_domain, normalize_url
+from gptcore.corpus.dump_lines import DumpDamaged, DumpReadError, LineChunk, read_line_chunks  # noqa: F401 (re-export)
+from gptcore.corpus.records import REJECT_SCHEMA, doc_id_for
+from gptcore.corpus.urls import DEFAULT_BLOCKED_DOMAINS, has_non_page_extension, host_of, is_blocked_domain, normalize_url
 
 REASONS = (
     "malformed_json", "missing_field", "bad_field_type", "self_post", "out_of_date_range", "nsfw", "low_score",

@@ -21,8 +21,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from flows.corpus.records import DOC_SCHEMA, REJECT_SCHEMA
-from flows.store import atomic_write_table
+from gptcore.corpus.records import DOC_SCHEMA, REJECT_SCHEMA
+from gptcore.files import atomic_write_table
 
 
 def read_tables(paths: list[Path], schema: pa.Schema, columns: list[str] | None = None) -> pa.Table:

@@ -7,7 +7,7 @@ candidate is dropped when its text hash or any band key equals that of a documen
 earlier version). Unlike FineWeb's union-find clustering this is not transitive through dropped documents: if B
 duplicates kept A, and C only resembles B, C is kept. That keeps each decision explainable by one named kept
 document, never drops a document for resembling one that was itself dropped (chains A~B~C~D drift until A and D
-share little), and gives the same result for the same input order. The fingerprints (`text_hash`, band keys) come from `flows.corpus.minhash`.
+share little), and gives the same result for the same input order. The fingerprints (`text_hash`, band keys) come from `gptcore.corpus.minhash`.
 """
 from __future__ import annotations
 
@@ -21,8 +21,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from flows.corpus.minhash import MinHashConfig, bands_to_arrow
-from flows.corpus.records import REJECT_SCHEMA, reject
+from gptcore.corpus.minhash import MinHashConfig, bands_to_arrow
+from gptcore.corpus.records import REJECT_SCHEMA, reject
 
 STEP = "dedup"
 EXACT_DUPLICATE = "exact_duplicate"
@@ -54,7 +54,7 @@ def deduplicate(candidates: pa.Table, prior: DedupIndex | None = None, config: M
     (`near_duplicate`) equals that of a document kept before it or kept by an earlier version in `prior`; the
     reject's detail names that document (and its corpus version). Every candidate ends in exactly one of the two.
 
-    This is the in-memory form of the sharded pipeline in `flows.corpus.dedup_shards` (the same `collisions` and
+    This is the in-memory form of the sharded pipeline in `gptcore.corpus.dedup_shards` (the same `collisions` and
     `settle`, with one bucket): a sort per fingerprint column, then a Python loop only over rows that share a
     fingerprint with another row.
     """
