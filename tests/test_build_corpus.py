@@ -13,7 +13,8 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from flows.demo.run import demo_parameters, prepare_inputs
+from flows.app.demo import prepare_inputs
+from flows.app.demo_parameters import demo_parameters
 from flows.store import DataRoot
 from tests import webhosts
 
@@ -133,7 +134,7 @@ def test_killed_build_resumes_to_the_same_corpus(first_build, demo_inputs, prefe
 
     root = tmp_path / "data"
     params = demo_inputs["params"] | {"version": "v0001"}
-    argv = [sys.executable, "-m", "flows.cli", "run", "build-corpus"] + [f"-p{k}={json.dumps(v)}" for k, v in params.items()]
+    argv = [sys.executable, "-m", "flows.app.cli", "run", "build-corpus"] + [f"-p{k}={json.dumps(v)}" for k, v in params.items()]
     env = os.environ | {"GPTFORGE_DATA": str(root), "PREFECT_API_URL": PREFECT_API_URL.value()}
     proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     work = root / "corpus" / ".v0001.partial"

@@ -1,6 +1,6 @@
 import pytest
 
-from flows.cli import parse_params
+from flows.app.cli import parse_params
 
 
 def test_params_parse_as_json_like_prefect_deployment_run():

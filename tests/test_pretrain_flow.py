@@ -82,7 +82,7 @@ def test_a_killed_pretrain_flow_resumes_to_the_losses_of_an_uninterrupted_run(to
 
     def argv(run: str) -> list[str]:
         # Every run in its own process, as deployed: same thread settings, so float sums add up the same way.
-        return [sys.executable, "-m", "flows.cli", "run", "pretrain", f"-prun={json.dumps(run)}"] + [
+        return [sys.executable, "-m", "flows.app.cli", "run", "pretrain", f"-prun={json.dumps(run)}"] + [
             f"-p{k}={json.dumps(v)}" for k, v in params.items()]
 
     whole = subprocess.run(argv("whole"), env=env, capture_output=True, text=True, timeout=300)

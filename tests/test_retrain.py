@@ -77,7 +77,7 @@ def test_two_cycles_promote_the_first_model_and_keep_it_against_a_worse_one(web,
     assert set(results["runs"]) == {"weekly-0001", "weekly-0002"}
 
     # The registry reads back as text.
-    from flows.cli import main
+    from flows.app.cli import main
 
     capsys.readouterr()
     main(["champion", "--registry", "weekly", "--data-root", root.url])

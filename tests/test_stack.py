@@ -12,7 +12,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from flows.demo.run import demo_parameters, prepare_inputs
+from flows.app.demo import prepare_inputs
+from flows.app.demo_parameters import demo_parameters
 from tests import webhosts
 
 
@@ -23,7 +24,7 @@ def _free_port() -> int:
 
 
 def _cli(*args: str, env: dict, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "flows.cli", *args], env=env, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run([sys.executable, "-m", "flows.app.cli", *args], env=env, capture_output=True, text=True, timeout=timeout)
 
 
 def _wait_for_materialization(api: str, asset_key: str, timeout_s: float = 60) -> bool:
@@ -52,7 +53,7 @@ def stack_env(tmp_path_factory):
 
 def test_gptforge_run_on_a_running_stack_is_recorded_in_its_api(stack_env, tmp_path):
     from flows.demo.site import write_demo_texts
-    from flows.stack import HOST
+    from flows.app.stack import HOST
 
     up = _cli("up", env=stack_env)
     assert up.returncode == 0, up.stderr[-3000:]

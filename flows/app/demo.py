@@ -12,54 +12,26 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-DEMO_VERSION = "demo"
+from flows.app.demo_parameters import DEMO_VERSION, demo_parameters, pipeline_parameters
+from flows.app.stack import Stack
+from flows.demo.dump import write_demo_dump
+from flows.demo.server import DemoServer
+from flows.demo.site import SITE_MANIFEST, build_site, read_site, write_demo_texts
+from flows.demo.tasks import held_out_texts, write_demo_tasks
+from flows.sample import sample_from_run
+from flows.store import DataRoot
 
-
-def demo_parameters(dump: Path, texts: list[Path]) -> dict:
-    """The demo's build-corpus parameters: its own loopback host allowed, short timeouts for the slow endpoints."""
-    return {"dumps": [str(dump)], "texts": [str(p) for p in texts], "version": DEMO_VERSION,
-            "allow_hosts": ["127.0.0.1"], "connect_timeout_s": 2.0, "read_timeout_s": 2.0,
-            "max_page_bytes": 2 * 1024 * 1024, "shard_size": 100,
-            # pydoc pages repeat inherited-member boilerplate by construction ("Data descriptors defined here", …),
-            # which Gopher's repetition limits (tuned for web prose) reject; the demo relaxes them.
-            "quality": {"max_duplicate_line_fraction": 0.6, "max_duplicate_line_char_fraction": 0.5,
-                        "max_duplicate_ngram_char_fraction": [[5, 0.6], [6, 0.6], [7, 0.6], [8, 0.6], [9, 0.6], [10, 0.6]]}}
+# Modules that import Prefect are imported inside the functions: Prefect reads its settings on import, and
+# run_demo points them at the local stack first.
 
 
 def prepare_inputs(folder: Path, base_url: str, slow_base_url: str, pages) -> tuple[Path, list[Path]]:
-    from flows.demo.dump import write_demo_dump
-    from flows.demo.site import write_demo_texts
-
     dump = folder / "RS_2019-06.zst"
     write_demo_dump(dump, base_url, pages, seed=0, slow_base_url=slow_base_url)
     return dump, write_demo_texts(folder / "texts")
 
 
 HELD_OUT_PAGES = 24  # pages the dump never links: the text of the evaluation and fine-tuning tasks
-
-# The pipeline/demo deployment's parameters; `gptforge demo` adds the corpus inputs it serves and the task files.
-DEMO_PIPELINE = {
-    "name": DEMO_VERSION,
-    # The demo corpus is ~1 MB of text: a 4,096-id vocabulary is what it supports (GPT-2's 50,257 needs far more
-    # text); 5% of documents held out of tokenizer training and 10% for validation keep several on the other side.
-    "tokenizer": {"vocab_size": 4096, "holdout_fraction": 0.05},
-    "tokens": {"validation_fraction": 0.1},
-    # About a minute of CPU training: enough to beat the unigram baseline clearly, not to write well.
-    "pretrain": {"preset": "small-cpu", "max_steps": 300, "warmup_steps": 30, "max_lr": 1e-3, "batch_size": 8,
-                 "eval_every": 100, "eval_batches": 5, "checkpoint_every": 100},
-}
-
-
-def pipeline_parameters(corpus: dict, tasks: dict[str, str]) -> dict:
-    """The whole demo: corpus inputs, the stages above, fine-tuning and evaluation on the held-out tasks."""
-    return {**DEMO_PIPELINE, "corpus": {k: v for k, v in corpus.items() if k != "version"},
-            "finetune": [{"name": "next-sentence", "task": "multiple_choice", "train": tasks["next_train"],
-                          "test": tasks["next_test"], "epochs": 3, "batch_size": 8, "lr": 2.5e-4, "max_len": 128}],
-            "evaluate": {"tasks": [
-                {"name": "next-sentence", "type": "multiple_choice", "path": tasks["next_test"]},
-                {"name": "next-sentence-finetuned", "type": "finetuned", "task": "multiple_choice",
-                 "path": tasks["next_test"]},
-                {"name": "last-word", "type": "lambada", "path": tasks["last_word"]}]}}
 
 
 def corpus_summary(manifest: dict) -> str:
@@ -95,7 +67,7 @@ def run_summary(manifest: dict) -> str:
 
 
 def eval_summary(root, version: str) -> str:
-    from flows.evaluate import read_results
+    from flows.evaluate import read_results  # imports Prefect (see above)
 
     results = read_results(root, version)
     lines = [f"eval {version}:"]
@@ -117,9 +89,6 @@ SUMMARIES = {"corpus": corpus_summary, "tokenizer": tokenizer_summary, "tokens":
 
 def run_demo(keep_stack: bool = False) -> str:
     """Run the whole demo through the local stack; returns the evaluation folder (printed last by the CLI)."""
-    from flows.stack import Stack
-    from flows.store import DataRoot
-
     stack = Stack.from_env()
     os.environ.update(stack.env())
     root = DataRoot.from_env()
@@ -136,8 +105,6 @@ def run_demo(keep_stack: bool = False) -> str:
 
 def _site(folder: Path):
     """The demo web (built once), split into the pages the dump links and the pages held out for the tasks."""
-    from flows.demo.site import SITE_MANIFEST, build_site, read_site
-
     site = folder / "site"
     pages = read_site(site) if (site / SITE_MANIFEST).is_file() else build_site(site)
     held = [p for p in pages if p.kind == "page"][-HELD_OUT_PAGES:]
@@ -147,10 +114,8 @@ def _site(folder: Path):
 
 
 def _build(stack, root) -> str:
-    from prefect.deployments import run_deployment
+    from prefect.deployments import run_deployment  # after run_demo pointed Prefect at the stack
 
-    from flows.demo.server import DemoServer
-    from flows.demo.tasks import held_out_texts, write_demo_tasks
 
     folder = stack.state / "demo"
     site, linked, held = _site(folder)
@@ -171,8 +136,6 @@ def _build(stack, root) -> str:
         print(SUMMARIES[stage](root.read_manifest(stage, DEMO_VERSION)))
     print(run_summary(root.read_manifest("runs", f"{DEMO_VERSION}-next-sentence")))
     print(eval_summary(root, DEMO_VERSION))
-    from flows.sample import sample_from_run
-
     print("sample: " + repr(sample_from_run(root.version_url("runs", DEMO_VERSION), "The module", max_new_tokens=40)))
     print(f"pipeline run: {url}")
     print(f"Prefect UI: {stack.ui_url}")

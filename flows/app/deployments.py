@@ -1,7 +1,7 @@
 """Every deployment `gptforge up` serves: ``<flow>/local`` for each flow, ``pipeline/demo`` (the embedded demo's
 parameters) and ``retrain/weekly`` (a cron schedule, one run at a time).
 
-Run as ``python -m flows.deployments`` (the serve process the local stack starts). Work-pool deployments for
+Run as ``python -m flows.app.deployments`` (the serve process the local stack starts). Work-pool deployments for
 shared servers live in ``deploy/prefect.yaml``.
 """
 from __future__ import annotations
@@ -12,21 +12,23 @@ from prefect import serve
 from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy
 from prefect.flows import Flow
 
+from flows.app.demo_parameters import DEMO_PIPELINE
+from flows.build_corpus import build_corpus
+from flows.evaluate import evaluate
+from flows.finetune import finetune
+from flows.pipeline import pipeline
+from flows.pretrain import pretrain
+from flows.retrain import retrain
+from flows.tokenize_corpus import tokenize
+from flows.train_tokenizer import train_tokenizer
+from flows.store import DataRoot
+
 # Monday 03:00 in the server's time zone; override with GPTFORGE_RETRAIN_CRON.
 RETRAIN_CRON = "0 3 * * 1"
 
 
 def stage_flows() -> list[Flow]:
     """The flows, in recipe order, each served as ``<flow>/local``."""
-    from flows.build_corpus import build_corpus
-    from flows.evaluate import evaluate
-    from flows.finetune import finetune
-    from flows.pipeline import pipeline
-    from flows.pretrain import pretrain
-    from flows.retrain import retrain
-    from flows.tokenize_corpus import tokenize
-    from flows.train_tokenizer import train_tokenizer
-
     return [build_corpus, train_tokenizer, tokenize, pretrain, finetune, evaluate, pipeline, retrain]
 
 
@@ -35,11 +37,6 @@ def _summary(f: Flow) -> str:
 
 
 def local_deployments() -> list:
-    from flows.demo.run import DEMO_PIPELINE
-    from flows.pipeline import pipeline
-    from flows.retrain import retrain
-    from flows.store import DataRoot
-
     deployments = [f.to_deployment(name="local", tags=["gptforge", "local"], description=_summary(f))
                    for f in stage_flows() if f is not retrain]
     deployments.append(pipeline.to_deployment(

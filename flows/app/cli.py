@@ -7,6 +7,12 @@ import os
 import sys
 from pathlib import Path
 
+from flows.app.stack import Stack
+
+# The commands import the rest inside their functions, for two real costs: Prefect reads its settings once, on
+# import, so nothing that imports it may load before use_local_stack_if_up(); and torch takes seconds to import,
+# which `gptforge up/down/status` should not pay.
+
 
 def parse_params(pairs: list[str]) -> dict:
     """``key=value`` pairs; values parsed as JSON when they parse (like ``prefect deployment run -p``), else strings."""
@@ -27,17 +33,15 @@ def use_local_stack_if_up() -> None:
 
     Only effective before Prefect is imported: its settings are read once, at import.
     """
-    from flows.stack import Stack
-
     stack = Stack.from_env()
     if "PREFECT_API_URL" not in os.environ and stack.healthy():
         os.environ.update(stack.env())
 
 
 def cmd_run(args: argparse.Namespace) -> None:
-    # First: Prefect fixes its settings when it is first imported (prefect.context), and flows.deployments imports it.
+    # First: Prefect fixes its settings when it is first imported (prefect.context), and flows.app.deployments imports it.
     use_local_stack_if_up()
-    from flows.deployments import stage_flows
+    from flows.app.deployments import stage_flows
 
     flows = {f.name: f for f in stage_flows()}
     if args.stage not in flows:
@@ -47,8 +51,6 @@ def cmd_run(args: argparse.Namespace) -> None:
 
 
 def cmd_up(args: argparse.Namespace) -> None:
-    from flows.stack import Stack
-
     stack = Stack.from_env()
     stack.up()
     print(f"Prefect server and deployments are up. UI: {stack.ui_url}")
@@ -57,15 +59,11 @@ def cmd_up(args: argparse.Namespace) -> None:
 
 
 def cmd_down(args: argparse.Namespace) -> None:
-    from flows.stack import Stack
-
     stopped = Stack.from_env().down()
     print("stopped: " + (", ".join(stopped) if stopped else "nothing was running"))
 
 
 def cmd_status(args: argparse.Namespace) -> None:
-    from flows.stack import Stack
-
     status = Stack.from_env().status()
     for key, value in status.items():
         print(f"{key:12} {', '.join(value) if isinstance(value, list) else value}")
@@ -74,8 +72,6 @@ def cmd_status(args: argparse.Namespace) -> None:
 
 
 def cmd_env(args: argparse.Namespace) -> None:
-    from flows.stack import Stack
-
     for key, value in Stack.from_env().env().items():
         print(f"export {key}={value}")
 
@@ -109,7 +105,7 @@ def cmd_champion(args: argparse.Namespace) -> None:
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
-    from flows.demo.run import run_demo
+    from flows.app.demo import run_demo
 
     print(run_demo(keep_stack=args.keep_stack))
 

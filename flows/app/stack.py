@@ -92,10 +92,11 @@ class Stack:
         self._wait(self.healthy, timeout_s, "server", "the Prefect server to answer")
         self._ensure_gpu_limit()
         if self._pid("serve") is None:
-            self._start("serve", [sys.executable, "-m", "flows.deployments"])
+            self._start("serve", [sys.executable, "-m", "flows.app.deployments"])
         self._wait(self.deployments_ready, timeout_s, "serve", "the deployments to be served")
 
     def _ensure_gpu_limit(self) -> None:
+        # Imported here: Prefect reads its settings on import, and callers point them at this stack first.
         from flows.gpu import ensure_gpu_limit
         from prefect.settings import PREFECT_API_URL, temporary_settings
 
@@ -120,7 +121,7 @@ class Stack:
             return []
 
     def deployments_ready(self) -> bool:
-        from flows.deployments import served_names
+        from flows.app.deployments import served_names  # imports Prefect, which must read this stack's settings
 
         served = self.deployments()
         return all(name in served for name in served_names())
