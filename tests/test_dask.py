@@ -13,7 +13,7 @@ from warcio.warcwriter import WARCWriter
 
 from flows.runners import check_runner
 from flows.store import DataRoot
-from tests.test_tokenizer_flows import MODULES, publish_corpus
+from tests.builders import LENIENT, MODULES, publish_corpus
 
 
 @pytest.fixture(scope="module")
@@ -47,12 +47,6 @@ def warcs(tmp_path_factory) -> list[str]:
     second = {f"https://mirror.example/{name}": page(text) for name, text in list(texts.items())[3:]}
     second["https://mirror.example/json-copy"] = page(texts["csv"].replace("CSV", "Csv", 3) + "\n\nShare this page.")
     return [str(write_warc(folder / "a.warc.gz", first)), str(write_warc(folder / "b.warc.gz", second))]
-
-
-# pydoc pages are API listings, not prose: the prose filters are relaxed so that they become documents
-LENIENT = {"min_alpha_word_fraction": 0.3, "max_duplicate_ngram_char_fraction": [[5, 1.0]], "max_top_ngram_char_fraction": [[2, 1.0]],
-           "max_symbol_to_word_ratio": 1.0, "max_duplicate_line_fraction": 1.0, "max_duplicate_line_char_fraction": 1.0,
-           "max_duplicate_paragraph_fraction": 1.0, "max_duplicate_paragraph_char_fraction": 1.0}
 
 
 def outputs(folder: str) -> dict[str, str]:

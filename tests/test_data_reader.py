@@ -8,23 +8,9 @@ import numpy as np
 import pytest
 
 from gptcore.data import TokenDataset
-from gptcore.shards import ShardStats, ShardWriter, SplitRule, write_index
+from tests.builders import tokens_folder
 
 SEQ = 16
-
-
-def tokens_folder(folder: Path, shards: dict[str, list[list[int]]], vocab_size: int = 5000) -> Path:
-    """Write shards (name → documents, split from the name's prefix) with EOT id 0, and their index."""
-    stats = []
-    for name, docs in shards.items():
-        with ShardWriter(folder / name, "<u2", eot_id=0) as writer:
-            writer.add_documents(docs)
-            s = writer.finish()
-        stats.append(ShardStats(file=name, split=name.split("_")[0], tokens=s.tokens, documents=s.documents,
-                                sha256=s.sha256, min_id=s.min_id, max_id=s.max_id))
-    write_index(folder, vocab_size=vocab_size, eot_id=0, tokenizer_sha256="0" * 64, split_rule=SplitRule(0.1),
-                shards=stats)
-    return folder
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 
 from gptcore.encoding import EOT_TOKEN, load_encoder, replace_lone_surrogates
+from tests.builders import train_byte_level_bpe
 
 SYLLABLES = ["the", "an", "ing", "er", "tion", "qu", "st", "ph", "ou", "ly", "re", "con", "ab", "ex", "ol", "mi", "ka"]
 SCRIPTS = ["東京都", "漢字かな交じり文", "한국어", "Ελληνικά", "русский текст", "עברית", "العربية", "हिन्दी",
@@ -47,21 +48,6 @@ def varied_lines(n_lines: int, seed: int) -> list[str]:
                 parts.append(" " + rng.choice(SCRIPTS))
         lines.append("".join(parts))
     return lines
-
-
-def train_byte_level_bpe(lines: list[str], vocab_size: int, path: Path, eot_last: bool = False) -> Path:
-    """A GPT-2-style tokenizer. The trainer gives its special tokens the first ids; GPT-2 has end-of-text last,
-    which is added after training (eot_last)."""
-    tokenizer = Tokenizer(models.BPE())
-    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tokenizer.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=[] if eot_last else [EOT_TOKEN],
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
-    tokenizer.train_from_iterator(lines, trainer)
-    if eot_last:
-        tokenizer.add_special_tokens([EOT_TOKEN])
-    tokenizer.save(str(path))
-    return path
 
 
 @pytest.fixture(scope="module")

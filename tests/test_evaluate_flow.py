@@ -13,7 +13,7 @@ import pytest
 from data_contracts.evaluate import validate_results
 from flows.store import DataRoot
 from tests.test_pretrain_flow import TRAIN
-from tests.test_tokenizer_flows import MODULES, publish_corpus
+from tests.builders import MODULES, publish_corpus
 
 TRAINED_ON = MODULES[:6]
 RUN = {**TRAIN, "max_steps": 30, "checkpoint_every": 15, "eval_every": 15}

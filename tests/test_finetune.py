@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import math
-import random
 from dataclasses import asdict
 from pathlib import Path
 
@@ -16,26 +15,10 @@ from gptcore.checkpoint import CHECKPOINT_DIR, LATEST, latest_checkpoint, load_c
 from gptcore.finetune import (FinetuneConfig, evaluate_task, finetune, load_task_run, lr_at, predict,
                               training_losses)
 from gptcore.model import GPT, GPTConfig
-from gptcore.taskdata import ClassificationExample, MultipleChoiceExample
+from gptcore.taskdata import MultipleChoiceExample
 from gptcore.tasks import TaskSpec
 from gptcore.train import params_sha256, read_metrics
-from tests.test_encoding import train_byte_level_bpe
-
-SUBJECTS = ["the soup", "my train", "this film", "our garden", "the weather", "her essay", "the concert", "his car"]
-GOOD = ["was wonderful", "felt great", "is lovely", "went well"]
-BAD = ["was awful", "felt terrible", "is horrid", "went badly"]
-
-
-def sentiment(n: int, seed: int) -> list[ClassificationExample]:
-    """A classification task a tiny model can learn in a few dozen steps: the verb phrase decides the label."""
-    rng = random.Random(seed)
-    examples = []
-    for _ in range(n):
-        label = rng.choice(["pos", "neg"])
-        examples.append(ClassificationExample(f"{rng.choice(SUBJECTS)} {rng.choice(GOOD if label == 'pos' else BAD)} "
-                                              f"today", label))
-    return examples
-
+from tests.builders import sentiment, train_byte_level_bpe
 
 @pytest.fixture(scope="module")
 def pretrained(tmp_path_factory) -> tuple[Path, Path]:

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from flows.store import DataRoot, StoreError
-from tests.test_finetune import sentiment
+from tests.builders import sentiment
 from tests.test_pretrain_flow import TRAIN, tokens_root  # noqa: F401  (module fixture: corpus → tokens)
 
 FAST = {"task": "classification", "epochs": 2, "batch_size": 8, "lr": 1e-3, "seed": 0}
@@ -108,7 +108,7 @@ def test_a_task_file_url_outside_the_data_root_is_refused_before_anything_is_fet
         pretrained_root, task_files, prefect_harness):
     from flows.finetune import finetune
     from flows.task_inputs import TaskInputRefused
-    from tests.test_fetch import Site
+    from tests.loopback_site import Site
 
     with Site() as site:
         site.routes["/train.jsonl"] = lambda h: h.reply(200, Path(task_files["train"]).read_bytes())

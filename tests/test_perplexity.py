@@ -12,7 +12,7 @@ import torch.nn.functional as F
 
 from gptcore.model import GPT, config_from_preset
 from gptcore.perplexity import evaluate_perplexity, split_stream, summed_loss, text_bytes
-from tests.test_data_reader import tokens_folder
+from tests.builders import tokens_folder
 
 VOCAB = 50
 

@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from gptcore.taskgen import next_sentence_choices
-from tests.test_tokenizer_flows import MODULES
+from tests.builders import MODULES
 
 QUALITY = {"min_alpha_word_fraction": 0.5, "max_duplicate_line_fraction": 0.9, "max_duplicate_line_char_fraction": 0.9, "max_duplicate_paragraph_fraction": 0.9,
            "max_duplicate_paragraph_char_fraction": 0.9,

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from flows.store import DataRoot
-from tests.test_tokenizer_flows import MODULES, publish_corpus
+from tests.builders import MODULES, publish_corpus
 
 TRAIN = {"preset": "tiny", "max_steps": 40, "warmup_steps": 5, "max_lr": 3e-3, "eval_every": 20, "eval_batches": 2,
          "checkpoint_every": 20, "batch_size": 8}

@@ -6,33 +6,13 @@ import json
 from pathlib import Path
 
 import pytest
-from prefect import flow
 
-from data_contracts.gate import GateReport
-from flows.lineage import write_manifest
-from flows.stage import Version, finish_version, start_version
 from flows.store import DataRoot
+from tests.builders import toy_stage
 
 
 class Killed(Exception):
     pass
-
-
-@flow(name="toy-stage")
-def toy_stage(data_root: str, version: str | None, text: str) -> str:
-    """The shape of every stage flow, with one output file."""
-    root = DataRoot.from_env(data_root)
-    started = start_version(root, "tokens", version, {"text": text})
-    if started.published:
-        return started.published
-    return build_and_finish(root, started, text)
-
-
-def build_and_finish(root: DataRoot, started: Version, text: str) -> str:
-    started.out.mkdir(parents=True, exist_ok=True)
-    (started.out / "data.txt").write_text(text)
-    manifest = write_manifest(started.out, "tokens", started.name, {"text": text}, [], {"chars": len(text)})
-    return finish_version(root, started, manifest, GateReport("toy", evaluated=1), [], ["file:///toy-input"], "toy")
 
 
 def kill_right_after(monkeypatch, method: str) -> None:

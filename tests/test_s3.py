@@ -12,8 +12,7 @@ from pathlib import Path
 import pytest
 
 from flows.store import MANIFEST, CorruptVersionError, DataRoot, StoreError
-from tests.test_dask import LENIENT
-from tests.test_tokenizer_flows import MODULES
+from tests.builders import LENIENT, MODULES
 
 BUCKET = "gptforge-test"
 

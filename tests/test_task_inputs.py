@@ -9,7 +9,7 @@ import pytest
 
 from flows.store import DataRoot
 from flows.task_inputs import TaskInputRefused, local_input
-from tests.test_fetch import Site
+from tests.loopback_site import Site
 
 RECORDS = b'{"text": "a fine day", "label": "pos"}\n'
 

@@ -1,48 +1,18 @@
 """train-tokenizer and tokenize end to end on a small published corpus of real text (pydoc renderings of the stdlib)."""
 from __future__ import annotations
 
-import hashlib
 import json
 import pydoc
 from pathlib import Path
 
 import numpy as np
-import pyarrow as pa
 import pytest
 from tokenizers import Tokenizer
 
-from gptcore.corpus.records import DOC_SCHEMA, doc_id_for
-from flows.lineage import write_manifest
+from gptcore.corpus.records import doc_id_for
 from flows.store import DataRoot
-from gptcore.files import atomic_write_table
 from gptcore.bpe_sample import DEFAULT_HOLDOUT_FRACTION, is_holdout
-
-MODULES = ["argparse", "base64", "calendar", "collections", "csv", "difflib", "fractions", "ftplib", "gettext",
-           "heapq", "imaplib", "json", "logging", "mailbox", "optparse", "pathlib", "pickle", "pprint", "shlex",
-           "shutil", "smtplib", "string", "tarfile", "textwrap", "threading", "unittest", "urllib.parse", "uuid",
-           "wave", "zipfile"]
-
-
-def publish_corpus(root: DataRoot, version: str, modules: list[str]) -> None:
-    """A corpus version made of pydoc's plain-text rendering of stdlib modules, one document per paragraph group."""
-    chunks = []
-    for name in modules:
-        text = pydoc.render_doc(name, renderer=pydoc.plaintext)
-        chunks += [(f"file:///pydoc/{name}#{i // 3000}", text[i:i + 3000]) for i in range(0, len(text), 3000)]
-    publish_documents(root, version, chunks)
-
-
-def publish_documents(root: DataRoot, version: str, chunks: list[tuple[str, str]]) -> None:
-    """A corpus version of (url, text) documents."""
-    docs = [{"doc_id": doc_id_for(url), "url": url, "source": "text", "title": url, "text": chunk,
-             "n_chars": len(chunk), "n_words": len(chunk.split()), "lang": "en", "lang_score": 1.0,
-             "text_hash": hashlib.sha256(chunk.encode()).hexdigest(), "submission_ids": [], "subreddits": []}
-            for url, chunk in chunks]
-    work = root.work_dir("corpus", version) / "out"
-    atomic_write_table(work / "data" / "part-00000.parquet", pa.Table.from_pylist(docs, schema=DOC_SCHEMA))
-    write_manifest(work, "corpus", version, {}, [], {"documents": len(docs)})
-    root.publish("corpus", version, work)
-
+from tests.builders import MODULES, publish_corpus, publish_documents
 
 @pytest.fixture(scope="module")
 def root(tmp_path_factory) -> DataRoot:

@@ -18,7 +18,7 @@ from flows.lineage import write_manifest
 from flows.store import CorruptVersionError, DataRoot, manifest_checksum, manifest_sha256
 from gptcore.files import atomic_write_table, sha256_file
 from gptcore.checkpoint import CHECKPOINT_DIR, LATEST, CheckpointError, checkpoint_in, latest_checkpoint, save_checkpoint
-from tests.test_tokenizer_flows import MODULES, publish_corpus
+from tests.builders import MODULES, publish_corpus
 
 HEX = "[0-9a-f]{64}"
 

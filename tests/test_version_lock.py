@@ -14,7 +14,7 @@ from flows import version_lock
 from flows.stage import start_version
 from flows.store import DataRoot
 from flows.version_lock import VersionInUse
-from tests.test_resume import build_and_finish, toy_stage
+from tests.builders import build_and_finish, toy_stage
 
 HOLDER = """
 import sys
