@@ -30,6 +30,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from gptcore.corpus.fetch import FetchConfig, fetch_to_warc  # noqa: E402
+
 OUT = REPO / "bench" / "out"
 SHARED = Path(os.environ.get("GPTFORGE_SHARED_DATA", REPO.parent / "shared" / "data"))
 N_ORIGINS = 16
@@ -121,8 +123,6 @@ async def peer_bomb(url: str) -> str:
 
 def bomb_peak_mib(which: str, url: str) -> tuple[str, float]:
     """(outcome, peak MiB of Python allocations) for refusing the bomb at ``url``."""
-    from gptcore.corpus.fetch import FetchConfig, fetch_to_warc
-
     tracemalloc.start()
     try:
         if which == "peer":
@@ -145,8 +145,6 @@ def main() -> None:
     if args.serve:
         serve(Path(args.serve[0]), Path(args.serve[1]))
         return
-
-    from gptcore.corpus.fetch import FetchConfig, fetch_to_warc
 
     html_root = SHARED / "web" / "html"
     pages = sorted(p.relative_to(html_root).as_posix() for p in html_root.rglob("*.html"))

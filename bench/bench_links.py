@@ -98,7 +98,7 @@ def _digest(kept: list[tuple[str, str]]) -> str:
 
 
 def run_filter_dump(path: Path, workers: int) -> dict:
-    result = filter_dump(path, LinkFilterConfig(workers=workers))
+    result = filter_dump(path, workers=workers)
     kept = [(sid, url) for url, ids in zip(result.links["url"].to_pylist(), result.links["submission_ids"].to_pylist())
             for sid in ids]
     return {"records": result.counts["records_read"], "kept": len(kept), "digest": _digest(kept)}

@@ -42,6 +42,8 @@ from pathlib import Path
 
 import torch
 
+from gptcore.runtime import peak_flops
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 WORK = REPO_ROOT / "bench" / "out" / "train"
 SIDES = ("gptcore", "transformers")
@@ -148,11 +150,9 @@ def run_child(args: argparse.Namespace) -> None:
         "losses": losses,
     }
     if device.type == "cuda":
-        from gptcore.train import _peak_flops
-
         result["peak_gpu_mib"] = torch.cuda.max_memory_allocated(device) / 2**20
         result["gpu"] = torch.cuda.get_device_name(device)
-        peak = _peak_flops(device)
+        peak = peak_flops(device)
         result["mfu"] = flops_per_token * result["tokens_per_s"] / peak if peak else None
     print(json.dumps(result))
 

@@ -28,7 +28,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from flows.sample import tokenizer_of_run  # noqa: E402
+from flows.lineage import tokenizer_of_run  # noqa: E402
+from flows.store import DataRoot  # noqa: E402
+from gptcore.encoding import TOKENIZER_FILE  # noqa: E402
 from gptcore.finetune import FinetuneConfig, evaluate_task, finetune  # noqa: E402
 from gptcore.taskdata import MultipleChoiceExample, load_task_file  # noqa: E402
 from gptcore.taskgen import next_sentence_choices  # noqa: E402
@@ -58,7 +60,9 @@ def prepare_books(out: Path) -> None:
 
 def run_config(name: str, pretrained: Path, spec, train, test, config: FinetuneConfig, out: Path) -> dict:
     started = time.perf_counter()
-    result = finetune(pretrained, tokenizer_of_run(pretrained), spec, train, config, out / name, resume=False)
+    root = DataRoot.from_env(str(pretrained.parent.parent))
+    tokenizer = root.local_version("tokenizer", tokenizer_of_run(root, pretrained.name)) / TOKENIZER_FILE
+    result = finetune(pretrained, tokenizer, spec, train, config, out / name, resume=False)
     seconds = time.perf_counter() - started
     scores = evaluate_task(out / name, test, batch_size=64)
     print(f"  {name}: {result.step} steps, {seconds:.0f} s, {scores}", flush=True)

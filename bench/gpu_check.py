@@ -18,9 +18,10 @@ import numpy as np
 import torch
 
 from gptcore.generate import generate
+from gptcore.metrics_log import read_metrics_log
 from gptcore.model import GPT, config_from_preset
 from gptcore.shards import ShardStats, ShardWriter, SplitRule, write_index
-from gptcore.train import TrainConfig, read_metrics, train
+from gptcore.train import TrainConfig, train
 
 VOCAB = 50257
 
@@ -41,7 +42,7 @@ def write_random_tokens(folder: Path, train_tokens: int, val_tokens: int) -> Pat
 
 
 def summarize(name: str, run: Path, skip: int) -> None:
-    metrics = read_metrics(run)[skip:]
+    metrics = read_metrics_log(run)[skip:]
     tps = [m["tokens_per_s"] for m in metrics]
     mfu = [m.get("mfu") for m in metrics if m.get("mfu") is not None]
     print(f"{name}: steps {metrics[0]['step']}-{metrics[-1]['step']}, median tokens/s {np.median(tps):,.0f}, "

@@ -1,7 +1,7 @@
 """The corpus gate: what a built corpus version must satisfy before it is published.
 
-Validated on a metadata frame (every column but the text, computed with DuckDB) and on the manifest's counts:
-required columns non-null, ``doc_id``/``url``/``text_hash`` unique, text length within bounds, no blocked domain,
+Validated on a metadata frame (the corpus schema's required columns, the text only as present or absent, computed
+with DuckDB) and on the manifest's counts: required columns non-null, ``doc_id``/``url``/``text_hash`` unique, text length within bounds, no blocked domain,
 known sources, and the files hold exactly the counts the manifest claims, with every input item accounted for.
 """
 from __future__ import annotations
@@ -14,9 +14,7 @@ import great_expectations.expectations as gxe
 import pandas as pd
 
 from data_contracts.gate import Check, GateReport, run_gate
-
-REQUIRED = ("doc_id", "url", "source", "title", "text", "n_chars", "lang", "text_hash")
-SOURCES = ["reddit", "warc", "text"]
+from gptcore.corpus import DOC_ID, N_CHARS, REQUIRED_DOC_COLUMNS, SOURCES, TEXT
 
 
 def blocked_host_regex(blocked_domains: list[str]) -> str:
@@ -28,13 +26,13 @@ def blocked_host_regex(blocked_domains: list[str]) -> str:
 def metadata_frame(parquet_files: list[Path]) -> pd.DataFrame:
     """Per-document metadata without the text (cheap to validate even for millions of documents)."""
     if not parquet_files:
-        return pd.DataFrame({c: pd.Series(dtype="object") for c in (*REQUIRED, "host")})
+        return pd.DataFrame({c: pd.Series(dtype="object") for c in (*REQUIRED_DOC_COLUMNS, "host")})
     files = [str(p) for p in parquet_files]
+    columns = ", ".join(f"case when {TEXT} is null then null else 'present' end as {TEXT}" if c == TEXT else c
+                        for c in REQUIRED_DOC_COLUMNS)
     return duckdb.sql(
-        """select doc_id, url, source, title, case when text is null then null else 'present' end as text,
-                  n_chars, lang, text_hash,
-                  lower(regexp_extract(url, '^[a-zA-Z][a-zA-Z0-9+.-]*://([^/:?#]*)', 1)) as host
-           from read_parquet($files)""", params={"files": files}).df()
+        f"""select {columns}, lower(regexp_extract(url, '^[a-zA-Z][a-zA-Z0-9+.-]*://([^/:?#]*)', 1)) as host
+            from read_parquet($files)""", params={"files": files}).df()
 
 
 def accounting_frame(manifest: dict) -> pd.DataFrame:
@@ -67,11 +65,11 @@ def corpus_checks(doc_files: list[Path], reject_files: list[Path], manifest: dic
     counts = manifest["counts"]
     n_rejects = int(duckdb.sql("select count(*) from read_parquet($f)", params={"f": [str(p) for p in reject_files]})
                     .fetchall()[0][0]) if reject_files else 0
-    documents = [gxe.ExpectColumnValuesToNotBeNull(column=c) for c in REQUIRED]
-    documents += [gxe.ExpectColumnValuesToBeUnique(column=c) for c in ("doc_id", "url", "text_hash")]
+    documents = [gxe.ExpectColumnValuesToNotBeNull(column=c) for c in REQUIRED_DOC_COLUMNS]
+    documents += [gxe.ExpectColumnValuesToBeUnique(column=c) for c in (DOC_ID, "url", "text_hash")]
     documents += [
-        gxe.ExpectColumnValuesToBeBetween(column="n_chars", min_value=min_chars, max_value=max_chars),
-        gxe.ExpectColumnValuesToBeInSet(column="source", value_set=SOURCES),
+        gxe.ExpectColumnValuesToBeBetween(column=N_CHARS, min_value=min_chars, max_value=max_chars),
+        gxe.ExpectColumnValuesToBeInSet(column="source", value_set=list(SOURCES)),
         gxe.ExpectTableRowCountToEqual(value=int(counts["documents"])),
     ]
     if blocked_domains:

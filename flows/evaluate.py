@@ -2,11 +2,12 @@
 
 For each run (``"<run>"`` for its latest checkpoint, ``"<run>@step_000500.pt"`` for another one) the flow measures
 loss / perplexity / bits per byte on the validation split of a tokens version (default: the run's own), then each
-task: zero-shot multiple choice, LAMBADA-style last word, prompted completion (``gptcore.zeroshot``), or a
-fine-tuned head's score on labelled examples (``gptcore.finetune.evaluate_task``; finetune runs only, recorded as
-skipped for the others). With ``contamination`` on, each task's 8-gram overlap with the text the run was pretrained
-on (the training split of its tokens version) is measured as GPT-2 did (``gptcore.contamination``); that Bloom
-filter is cached per corpus checksum and split rule and reused by later evaluations.
+task (read by ``gptcore.evaltasks``): zero-shot multiple choice, LAMBADA-style last word, prompted completion
+(``gptcore.zeroshot``), or a fine-tuned head's score on labelled examples (``gptcore.finetune.evaluate_task``;
+finetune runs only, recorded as skipped for the others). With ``contamination`` on, each task's 8-gram overlap with
+the text the run was pretrained on (the training split of its tokens version) is measured as GPT-2 did
+(``gptcore.contamination``); that Bloom filter is cached per corpus checksum and split rule and reused by later
+evaluations.
 
 Outputs: ``results.json`` (per run: perplexity and each task's metrics and contamination), ``comparison.md`` (the
 best run per task and metric over this and every earlier eval version, on the same task file), Prefect table
@@ -16,102 +17,33 @@ artifacts of both, and a manifest whose upstream is the runs and the task files.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import torch
 from prefect import flow, task
 from prefect.artifacts import create_table_artifact
 from prefect.logging import get_run_logger
 
 from data_contracts.evaluate import validate_results
 from flows.evaluate_compare import comparison_markdown, comparison_rows, metric_rows
-from flows.lineage import input_file, upstream_of, upstream_version, write_manifest
+from flows.lineage import input_file, tokens_of_run, upstream_of, upstream_version, write_manifest
 from flows.stage import artifact_key, finish_version, start_version
 from flows.store import DataRoot, StoreError
-from gptcore.files import atomic_write_json
-from gptcore.checkpoint import CHECKPOINT_DIR, CHECKPOINT_FILES, latest_checkpoint, load_checkpoint
+from gptcore.checkpoint import CHECKPOINT_DIR, CHECKPOINT_FILES, latest_checkpoint, load_model
 from gptcore.contamination import NGRAM, BloomFilter, build_corpus_filter, example_texts, measure_overlap
-from gptcore.encoding import load_encoder
+from gptcore.encoding import TOKENIZER_FILE, load_encoder
+from gptcore.evaltasks import EvalTask, read_eval_task
+from gptcore.files import atomic_write_json
 from gptcore.finetune import TASK_FILE as FINETUNE_TASK_FILE
 from gptcore.finetune import evaluate_task
-from gptcore.model import GPT, GPTConfig
 from gptcore.names import check_name
 from gptcore.perplexity import evaluate_perplexity
+from gptcore.runtime import resolve_device
 from gptcore.shards import SHARD_FILES, read_index, split_of
-from gptcore.taskdata import is_decodable, jsonl_records, load_task_file, to_record
-from gptcore.zeroshot import CompletionConfig, evaluate_completion, evaluate_last_word, evaluate_multiple_choice
+from gptcore.zeroshot import evaluate_completion, evaluate_last_word, evaluate_multiple_choice
 
 STAGE = "eval"
-TASK_TYPES = ("multiple_choice", "lambada", "completion", "finetuned")
 RESULTS, COMPARISON = "results.json", "comparison.md"
-
-
-@dataclass(frozen=True)
-class TaskSpec:
-    """One evaluation task of the ``tasks`` parameter."""
-
-    name: str
-    type: str
-    path: str
-    reader: str = "auto"  # a gptcore.taskdata reader (multiple_choice, finetuned); lambada/completion read JSONL
-    task: str | None = None  # finetuned: the record type of the file (classification, entailment, …)
-    delimiter: str = " "  # multiple_choice: between context and answer
-    prompt: str = CompletionConfig.prompt
-    max_new_tokens: int = CompletionConfig.max_new_tokens
-    top_k: int | None = None
-    stop: str | None = CompletionConfig.stop
-    seed: int = 0
-
-    @classmethod
-    def from_dict(cls, spec: dict) -> "TaskSpec":
-        known = set(cls.__dataclass_fields__)
-        missing = [k for k in ("name", "type", "path") if k not in spec]
-        unknown = sorted(set(spec) - known)
-        if missing or unknown:
-            raise ValueError(f"task {spec.get('name', spec)!r}: missing {missing}, unknown {unknown}; a task needs "
-                             f"name, type, path and may set {sorted(known - {'name', 'type', 'path'})}")
-        if spec["type"] not in TASK_TYPES:
-            raise ValueError(f"task {spec['name']!r}: type {spec['type']!r} is not one of {TASK_TYPES}")
-        if not Path(spec["path"]).is_file():
-            raise FileNotFoundError(f"task {spec['name']!r}: no file at {spec['path']}")
-        return cls(**spec)
-
-
-@dataclass
-class TaskRecords:
-    """A task file read into generic records, with every unusable row counted by reason."""
-
-    records: list[dict]
-    rejects: dict[str, int] = field(default_factory=dict)
-    examples: list = field(default_factory=list)  # typed gptcore.taskdata examples (finetuned tasks)
-
-
-def read_task(spec: TaskSpec) -> TaskRecords:
-    if spec.type in ("multiple_choice", "finetuned"):
-        kind = "multiple_choice" if spec.type == "multiple_choice" else spec.task
-        if kind is None:
-            raise ValueError(f"task {spec.name!r}: a finetuned task names the record type of its file in 'task' "
-                             "(classification, entailment, similarity or multiple_choice)")
-        data = load_task_file(spec.path, kind, spec.reader)
-        return TaskRecords([to_record(e) for e in data.examples], dict(data.rejects), data.examples)
-    needed = ("text",) if spec.type == "lambada" else ("text", "reference")
-    return read_jsonl_records(Path(spec.path), needed)
-
-
-def read_jsonl_records(path: Path, needed: tuple[str, ...]) -> TaskRecords:
-    """JSONL records that have the ``needed`` string fields; other lines counted as ``undecodable``,
-    ``malformed_json`` or ``missing_field`` (blank lines are not rows)."""
-    records, rejects = [], {}
-    for line in jsonl_records(path):  # a line with bad bytes or broken JSON is that line's reject
-        fields = [line.record.get(k) for k in needed] if line.reason is None else []
-        reason = line.reason or ("missing_field" if not all(isinstance(f, str) and f for f in fields)
-                                 else "undecodable" if not all(is_decodable(f) for f in fields) else None)
-        if reason:
-            rejects[reason] = rejects.get(reason, 0) + 1
-            continue
-        records.append(line.record)
-    return TaskRecords(records, rejects)
 
 
 # -- runs ---------------------------------------------------------------------------------------------------------
@@ -156,10 +88,7 @@ def resolve_run(root: DataRoot, label: str, tokens: str | None, folders: dict[tu
         checkpoint = latest_checkpoint(folder)
         if checkpoint is None:
             raise StoreError(f"run {run!r} has no checkpoint: is {folder} a training run folder?")
-    trained_on = upstream_of(root, "runs", run, "tokens")
-    if trained_on is None:
-        raise StoreError(f"run {run!r} names no tokens version in its lineage (manifest upstream): it is not a "
-                         "pretrain run or a run fine-tuned from one")
+    trained_on = tokens_of_run(root, run)
     tokens = tokens or trained_on
     corpus = upstream_of(root, "tokens", trained_on, "corpus")
     tokenizer = upstream_of(root, "tokens", tokens, "tokenizer")
@@ -167,27 +96,16 @@ def resolve_run(root: DataRoot, label: str, tokens: str | None, folders: dict[tu
         raise StoreError(f"tokens version {trained_on!r} or {tokens!r} names no corpus/tokenizer upstream in its "
                          "manifest")
     return RunRef(label, run, checkpoint, tokens, trained_on, corpus,
-                  verified_folder(root, folders, "tokenizer", tokenizer) / "tokenizer.json", folder,
+                  verified_folder(root, folders, "tokenizer", tokenizer) / TOKENIZER_FILE, folder,
                   verified_folder(root, folders, "tokens", tokens))
 
 
-def load_language_model(checkpoint: Path, device: torch.device) -> GPT:
-    state = load_checkpoint(checkpoint)
-    model = GPT(GPTConfig(**state["model_config"]))
-    model.load_state_dict(state["model"])
-    return model.to(device).eval()
-
-
-def _device(name: str) -> torch.device:
-    return torch.device("cuda" if name == "auto" and torch.cuda.is_available() else "cpu" if name == "auto" else name)
-
-
 @task(name="evaluate-run")
-def evaluate_run(root: DataRoot, ref: RunRef, specs: list[TaskSpec], max_tokens: int | None, batch_size: int,
+def evaluate_run(root: DataRoot, ref: RunRef, eval_tasks: list[EvalTask], max_tokens: int | None, batch_size: int,
                  device: str) -> dict:
     """Perplexity on the tokens' validation split and every task's metrics for one checkpoint."""
-    dev = _device(device)
-    model = load_language_model(ref.checkpoint, dev)
+    dev = resolve_device(device)
+    model = load_model(ref.checkpoint, dev)
     encoder = load_encoder(ref.tokenizer_json)
     tokens_folder, run_folder = ref.tokens_folder, ref.run_folder
     result = {"run": ref.run, "checkpoint": ref.checkpoint.relative_to(ref.checkpoint.parent.parent).as_posix(),
@@ -195,21 +113,20 @@ def evaluate_run(root: DataRoot, ref: RunRef, specs: list[TaskSpec], max_tokens:
               "perplexity": evaluate_perplexity(model, tokens_folder, encoder, "val", batch_size=batch_size,
                                                 max_tokens=max_tokens, device=dev).as_dict(),
               "tasks": {}, "skipped": {}}
-    for spec in specs:
-        data = read_task(spec)
-        if spec.type == "multiple_choice":
-            metrics = evaluate_multiple_choice(model, encoder, data.records, spec.delimiter, batch_size, dev)
-        elif spec.type == "lambada":
+    for eval_task in eval_tasks:
+        data = read_eval_task(eval_task)
+        if eval_task.type == "multiple_choice":
+            metrics = evaluate_multiple_choice(model, encoder, data.records, eval_task.delimiter, batch_size, dev)
+        elif eval_task.type == "lambada":
             metrics = evaluate_last_word(model, encoder, data.records, batch_size, dev)
-        elif spec.type == "completion":
-            config = CompletionConfig(spec.prompt, spec.max_new_tokens, spec.top_k, spec.stop, spec.seed)
-            metrics = evaluate_completion(model, encoder, data.records, config, dev)
+        elif eval_task.type == "completion":
+            metrics = evaluate_completion(model, encoder, data.records, eval_task.completion_config(), dev)
         elif not (run_folder / FINETUNE_TASK_FILE).is_file():
-            result["skipped"][spec.name] = "not a finetune run: a fine-tuned head's task needs one"
+            result["skipped"][eval_task.name] = "not a finetune run: a fine-tuned head's task needs one"
             continue
         else:
             metrics = evaluate_task(run_folder, data.examples, batch_size, device)
-        result["tasks"][spec.name] = {"type": spec.type, "metrics": metrics, "rejects": data.rejects}
+        result["tasks"][eval_task.name] = {"type": eval_task.type, "metrics": metrics, "rejects": data.rejects}
     return result
 
 
@@ -244,11 +161,11 @@ def pretraining_filter(root: DataRoot, trained_on: Path, corpus: str, false_posi
 
 
 @task(name="measure-contamination")
-def measure_contamination(filter_path: str, specs: list[TaskSpec]) -> dict[str, dict]:
+def measure_contamination(filter_path: str, eval_tasks: list[EvalTask]) -> dict[str, dict]:
     """Per task: the fraction of its 8-grams in the corpus filter and of its examples with any."""
     bloom = BloomFilter.load(filter_path)
-    return {spec.name: measure_overlap(bloom, (example_texts(r) for r in read_task(spec).records)).as_dict()
-            for spec in specs}
+    return {t.name: measure_overlap(bloom, (example_texts(r) for r in read_eval_task(t).records)).as_dict()
+            for t in eval_tasks}
 
 
 # -- the flow -----------------------------------------------------------------------------------------------------
@@ -272,23 +189,25 @@ def evaluate(
     ``runs``: run ids (``"<run>@<checkpoint file>"`` for a checkpoint other than the latest). ``tokens``: the tokens
     version whose validation split gives perplexity / bits per byte (default: each run's own). ``tasks``: dicts with
     ``name``, ``type`` (multiple_choice | lambada | completion | finetuned), ``path`` and the options of
-    ``TaskSpec`` (``reader``, ``prompt``, ``max_new_tokens``, ``top_k``, ``stop``, ``delimiter``, ``task``).
+    ``gptcore.evaltasks.EvalTask`` (``reader``, ``prompt``, ``max_new_tokens``, ``top_k``, ``stop``, ``delimiter``,
+    ``task``).
     ``max_tokens`` caps the validation tokens scored (all by default).
     """
     logger = get_run_logger()
     if not runs:
         raise ValueError("evaluate needs at least one run id in runs=[...]")
     root = DataRoot.from_env(data_root)
-    specs = [TaskSpec.from_dict(t) for t in tasks or []]
-    if len({s.name for s in specs}) != len(specs):
-        raise ValueError(f"task names must be unique, got {[s.name for s in specs]}")
+    eval_tasks = [EvalTask.from_dict(t) for t in tasks or []]
+    if len({t.name for t in eval_tasks}) != len(eval_tasks):
+        raise ValueError(f"task names must be unique, got {[t.name for t in eval_tasks]}")
     folders: dict[tuple[str, str], Path] = {}  # each upstream version verified once in this evaluation
     refs = [resolve_run(root, label, tokens, folders) for label in runs]
-    inputs = [{**input_file(s.path, "task"), "task": s.name} for s in specs]
+    inputs = [{**input_file(t.path, "task"), "task": t.name} for t in eval_tasks]
     run_versions = list(dict.fromkeys(r.run for r in refs))
     upstream = [upstream_version(root, "runs", r) for r in run_versions]
-    parameters = {"runs": runs, "tokens": tokens, "tasks": [asdict(s) for s in specs], "contamination": contamination,
-                  "max_tokens": max_tokens, "batch_size": batch_size, "false_positive_rate": false_positive_rate,
+    parameters = {"runs": runs, "tokens": tokens, "tasks": [asdict(t) for t in eval_tasks],
+                  "contamination": contamination, "max_tokens": max_tokens, "batch_size": batch_size,
+                  "false_positive_rate": false_positive_rate,
                   "inputs": {i["task"]: i["sha256"] for i in inputs},
                   "run_checksums": {u["version"]: u["checksum"] for u in upstream}}
     started = start_version(root, STAGE, version, parameters)
@@ -297,16 +216,17 @@ def evaluate(
     out = started.out
     out.mkdir(parents=True, exist_ok=True)
 
-    results = {"version": started.name, "tasks": {s.name: {**asdict(s), "sha256": parameters["inputs"][s.name]}
-                                                  for s in specs}, "runs": {}}
+    results = {"version": started.name, "tasks": {t.name: {**asdict(t), "sha256": parameters["inputs"][t.name]}
+                                                  for t in eval_tasks}, "runs": {}}
     for ref in refs:
         logger.info("evaluating %s (%s) on tokens %s and %d task(s)", ref.label, ref.checkpoint.name, ref.tokens,
-                    len(specs))
-        results["runs"][ref.label] = evaluate_run(root, ref, specs, max_tokens, batch_size, device)
-    if contamination and specs:
+                    len(eval_tasks))
+        results["runs"][ref.label] = evaluate_run(root, ref, eval_tasks, max_tokens, batch_size, device)
+    if contamination and eval_tasks:
         for trained_on, corpus in dict.fromkeys((r.trained_on, r.corpus) for r in refs):
             tokens_folder = verified_folder(root, folders, "tokens", trained_on)
-            overlap = measure_contamination(pretraining_filter(root, tokens_folder, corpus, false_positive_rate), specs)
+            overlap = measure_contamination(pretraining_filter(root, tokens_folder, corpus, false_positive_rate),
+                                            eval_tasks)
             for ref in refs:
                 if ref.trained_on == trained_on:
                     for name, found in overlap.items():
@@ -318,7 +238,7 @@ def evaluate(
     earlier = [read_results(root, v) for v in root.versions(STAGE)]
     best = comparison_rows([*earlier, results])
     (out / COMPARISON).write_text(comparison_markdown(best))
-    counts = {"runs": len(refs), "tasks": len(specs), "metrics": len(metric_rows(results))}
+    counts = {"runs": len(refs), "tasks": len(eval_tasks), "metrics": len(metric_rows(results))}
     manifest = write_manifest(out, STAGE, started.name, parameters, [*upstream, *inputs], counts)
     create_table_artifact(best, key=artifact_key(STAGE, started.name, "comparison"),
                           description="Best run per task and metric, this and earlier eval versions")

@@ -4,8 +4,9 @@ Wraps ``gptcore.finetune`` (GPT-1 section 3.2-3.3): the input files are read int
 by reason), checked by the input contract before any training, the pretrained model is fine-tuned with the L3
 objective, the test file is scored, and the output contract checks the losses and metrics before publishing. The
 run folder is the version's work folder, so a killed fine-tuning run resumes from its latest checkpoint; rerunning
-with the same ``run`` and parameters finishes the same result. The manifest's upstream is the pretrained run and the
-two input files with their sha256.
+with the same ``version`` and parameters finishes the same result. The hyper-parameters are the flow's ``finetune``
+parameter, a ``gptcore.finetune.FinetuneConfig`` as it is. The manifest's upstream is the pretrained run and the two
+input files with their sha256.
 """
 from __future__ import annotations
 
@@ -23,13 +24,13 @@ from prefect.logging import get_run_logger
 from data_contracts.finetune import overlapping_examples, validate_inputs, validate_outputs
 from data_contracts.gate import GateFailed, GateReport
 from flows.gpu import gpu_slot
-from flows.lineage import input_file, upstream_version, write_manifest
-from flows.sample import tokenizer_of_run
+from flows.lineage import input_file, tokenizer_of_run, upstream_version, write_manifest
 from flows.stage import finish_version, start_version
 from flows.store import DataRoot, StoreError
-from gptcore.files import sha256_file
 from flows.task_inputs import local_input
 from gptcore.checkpoint import CHECKPOINT_FILES
+from gptcore.encoding import TOKENIZER_FILE
+from gptcore.files import sha256_file
 from gptcore.finetune import (FinetuneConfig, evaluate_task, finetune as finetune_model, metric_names,
                               training_losses)
 from gptcore.taskdata import TaskData, load_task_file
@@ -99,21 +100,8 @@ def finetune(
     reader: str = "auto",
     columns: dict[str, str] | None = None,
     labels: list[str] | None = None,
-    aux_lm_weight: float = 0.5,
-    epochs: int = 3,
-    batch_size: int = 32,
-    lr: float = 6.25e-5,
-    warmup_fraction: float = 0.002,
-    clf_dropout: float = 0.1,
-    weight_decay: float = 0.01,
-    max_steps: int | None = None,
-    max_len: int | None = None,
-    init: str = "pretrained",
-    precision: str = "fp32",
-    checkpoint_every: int | None = None,
-    seed: int = 0,
-    device: str = "auto",
-    run: str | None = None,
+    finetune: FinetuneConfig | None = None,
+    version: str | None = None,
     data_root: str | None = None,
 ) -> str:
     """Fine-tune a pretrain run (default: the newest) on a task; returns the run folder.
@@ -122,20 +110,18 @@ def finetune(
     under the data root (other URLs are refused: ``flows.task_inputs``), read with ``reader`` (auto | jsonl | csv |
     tsv | glue-sst2 | glue-cola | glue-mnli | glue-rte | glue-qnli | glue-mrpc | glue-qqp | glue-stsb | snli |
     scitail | race | storycloze); ``columns`` maps the generic field names
-    to a generic file's columns. ``labels``: the declared classes (default: those in the train file). Defaults are
-    GPT-1's (lr 6.25e-5, batch 32, 3 epochs, 0.2% warmup then linear decay, λ = ``aux_lm_weight`` 0.5, classifier
-    dropout 0.1); ``max_steps`` caps the budget; ``init="random"`` trains the same architecture from scratch.
+    to a generic file's columns. ``labels``: the declared classes (default: those in the train file). ``finetune``
+    is a ``gptcore.finetune.FinetuneConfig`` (a dict of its fields), whose defaults are GPT-1's (lr 6.25e-5, batch
+    32, 3 epochs, 0.2% warmup then linear decay, λ = ``aux_lm_weight`` 0.5, classifier dropout 0.1); its
+    ``max_steps`` caps the budget; ``init="random"`` trains the same architecture from scratch.
     """
     logger = get_run_logger()
     root = DataRoot.from_env(data_root)
     pretrained = pretrained or newest_pretrain_run(root)
     pretrained_up = upstream_version(root, STAGE, pretrained)
     pretrained_folder = root.local_version(STAGE, pretrained, checked_on_read=(CHECKPOINT_FILES,))  # checked on load
-    tokenizer = tokenizer_of_run(pretrained_folder, root)
-    config = FinetuneConfig(lr=lr, batch_size=batch_size, epochs=epochs, warmup_fraction=warmup_fraction,
-                            aux_lm_weight=aux_lm_weight, clf_dropout=clf_dropout, weight_decay=weight_decay,
-                            max_steps=max_steps, max_len=max_len, init=init, precision=precision,
-                            checkpoint_every=checkpoint_every, seed=seed, device=device)
+    tokenizer = root.local_version("tokenizer", tokenizer_of_run(root, pretrained)) / TOKENIZER_FILE
+    config = finetune or FinetuneConfig()
 
     with tempfile.TemporaryDirectory(prefix="finetune-inputs-") as downloads:
         train_path, test_path = (local_input(source, Path(downloads), root) for source in (train, test))
@@ -155,12 +141,12 @@ def finetune(
         "pretrained": pretrained, "pretrained_checksum": pretrained_up["checksum"], "spec": spec.to_dict(),
         "reader": reader, "columns": columns, "train": {"source": train, "sha256": inputs[0]["sha256"]},
         "test": {"source": test, "sha256": inputs[1]["sha256"]}, "finetune": asdict(config)}))
-    started = start_version(root, STAGE, run, parameters)
+    started = start_version(root, STAGE, version, parameters)
     if started.published:  # an earlier run published it and was killed before its cleanup
         return started.published
-    logger.info("run %s: fine-tuning %s (%s init) for %s", started.name, pretrained, init, task)
+    logger.info("run %s: fine-tuning %s (%s init) for %s", started.name, pretrained, config.init, task)
     result = train_task_model(pretrained_folder, tokenizer, spec, train_data, config, started.out)
-    test_metrics = score_test(started.out, test_data, batch_size, device)
+    test_metrics = score_test(started.out, test_data, config.batch_size, config.device)
 
     output_report = validate_outputs(training_losses(started.out), test_metrics, metric_names(spec))
     report = GateReport("finetune", input_report.evaluated + output_report.evaluated,

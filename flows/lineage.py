@@ -1,9 +1,10 @@
-"""Lineage: manifests written by every stage, the lineage card shown in Prefect, and ``gptforge lineage PATH``.
+"""Lineage: the manifest every stage writes, its upstream entries, and walks through the manifests.
 
 The manifest is the durable lineage record (it outlives Prefect's event retention): each version names its upstream
 inputs — files with checksums, or other versions as ``{"stage", "version", "checksum"}`` — so the chain from a model
 back to the Reddit dumps can be walked from the data root alone. Upstream names read from a manifest are checked
 against the name rule before they are followed: an edited manifest cannot lead a walk out of the data root.
+What a walk finds is drawn by ``flows.cards`` (the lineage card in Prefect, the tree ``gptforge lineage`` prints).
 """
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ from pathlib import Path
 from typing import Iterator
 
 from flows.store import (MANIFEST, DataRoot, StoreError, check_version, code_version, file_entries, manifest_checksum,
-                         manifest_sha256, sha256_file, utc_now)
+                         manifest_sha256, utc_now)
+from gptcore.files import atomic_write_json, sha256_file
 
 
 def current_flow_run() -> dict | None:
@@ -71,6 +73,25 @@ def upstream_of(root: DataRoot, stage: str, version: str, wanted: str) -> str | 
     return None
 
 
+def tokens_of_run(root: DataRoot, run: str) -> str:
+    """The tokens version a run was pretrained on (for a fine-tuned run, its pretrained run's), from the manifests."""
+    tokens = upstream_of(root, "runs", run, "tokens")
+    if tokens is None:
+        raise StoreError(f"run {run!r} in {root.url} names no tokens version in its lineage (manifest upstream): it "
+                         "is not a pretrain run or a run fine-tuned from one")
+    return tokens
+
+
+def tokenizer_of_run(root: DataRoot, run: str) -> str:
+    """The tokenizer version that encodes a run's text: run → its tokens version → that version's tokenizer."""
+    tokens = tokens_of_run(root, run)
+    tokenizer = upstream_of(root, "tokens", tokens, "tokenizer")
+    if tokenizer is None:
+        raise StoreError(f"tokens version {tokens!r} (of run {run!r}) in {root.url} names no tokenizer upstream in its "
+                         "manifest")
+    return tokenizer
+
+
 def write_manifest(folder: Path, stage: str, version: str, parameters: dict, upstream: list[dict], counts: dict) -> dict:
     """Describe a finished output folder: outputs with checksums, counts, upstream, code and flow run."""
     manifest = {
@@ -80,87 +101,8 @@ def write_manifest(folder: Path, stage: str, version: str, parameters: dict, ups
     }
     manifest["checksum"] = manifest_checksum(manifest)
     manifest["manifest_sha256"] = manifest_sha256(manifest)
-    (folder / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True, default=str) + "\n")
+    atomic_write_json(folder / MANIFEST, manifest)
     return manifest
-
-
-def _node_label(manifest: dict) -> str:
-    return f"{manifest['stage']} {manifest['version']}"
-
-
-MAX_FILES_PER_VERSION = 8  # more input files than this under one version are drawn as one node
-
-
-def lineage_graph(manifest: dict, root: DataRoot | None = None) -> tuple[list[dict], list[tuple[int, int]]]:
-    """Every ancestor of a version (read through ``root``'s manifests) as nodes, and (upstream, downstream) edges.
-
-    Nodes are ``{"label", "identity", "run"}``; the version itself is node 0. Versions are shared between paths
-    (a tokenizer and tokens made from the same corpus point at one corpus node).
-    """
-    nodes: list[dict] = []
-    edges: list[tuple[int, int]] = []
-    seen: dict[str, int] = {}
-
-    def add(key: str, label: str, identity: str, run: str | None) -> tuple[int, bool]:
-        if key in seen:
-            return seen[key], False
-        seen[key] = len(nodes)
-        nodes.append({"label": label, "identity": identity, "run": run})
-        return seen[key], True
-
-    def visit(manifest: dict, me: int) -> None:
-        files = [up for up in manifest.get("upstream", []) if up["kind"] != "version"]
-        for up in manifest.get("upstream", []):
-            if up["kind"] != "version":
-                continue
-            if refused_upstream(up):
-                # the names may hold anything (quotes, '|'): keep them out of the card's markdown and mermaid
-                node, _ = add(f"refused/{me}/{len(nodes)}", "refused upstream", "breaks the name rule: not followed",
-                              None)
-                edges.append((node, me))
-                continue
-            node, new = add(f"{up['stage']}/{up['version']}", f"{up['stage']} {up['version']}",
-                            f"checksum `{up['checksum'][:12]}`", (up.get("flow_run") or {}).get("url"))
-            edges.append((node, me))
-            if new and root is not None and root.exists(up["stage"], up["version"]):
-                visit(root.read_manifest(up["stage"], up["version"]), node)
-        if len(files) > MAX_FILES_PER_VERSION:
-            kinds = sorted({up["kind"] for up in files})
-            node, _ = add(f"files-of/{me}", f"{len(files)} {'/'.join(kinds)} files", "see the manifest", None)
-            edges.append((node, me))
-            return
-        for up in files:
-            name = Path(up["path"]).name
-            node, _ = add(f"file/{up['sha256']}/{name}", f"{up['kind']}: {name}", f"sha256 `{up['sha256'][:12]}`", None)
-            edges.append((node, me))
-
-    run = manifest.get("flow_run") or {}
-    add("self", _node_label(manifest), f"checksum `{manifest['checksum'][:12]}`", run.get("url"))
-    visit(manifest, 0)
-    return nodes, list(dict.fromkeys(edges))
-
-
-def lineage_card(manifest: dict, root: DataRoot | None = None) -> str:
-    """Markdown for a keyed Prefect artifact: the whole chain from the input files to this version as an image
-    (the open-source UI does not draw mermaid), the same graph as mermaid (Prefect Cloud, GitHub), and a table of
-    every node with its checksum and flow-run link."""
-    from flows.charts import dag_svg, svg_markdown_image
-
-    nodes, edges = lineage_graph(manifest, root)
-    title = f"lineage of {_node_label(manifest)}"
-    image = svg_markdown_image(dag_svg([n["label"] for n in nodes], edges, title=title), title)
-    mermaid = ["```mermaid", "graph LR"] + [f'  n{i}["{n["label"]}"]' for i, n in enumerate(nodes)]
-    mermaid += [f"  n{a} --> n{b}" for a, b in edges]
-    mermaid += [f'  click n{i} "{n["run"]}"' for i, n in enumerate(nodes) if n["run"]] + ["```"]
-    table = ["| node | identity | flow run |", "|---|---|---|"]
-    for n in nodes:
-        link = f"[run]({n['run']})" if n["run"] else "—"
-        table.append(f"| {n['label']} | {n['identity']} | {link} |")
-    run = manifest.get("flow_run") or {}
-    head = [f"# Lineage of {_node_label(manifest)}", "",
-            f"Checksum `{manifest['checksum'][:16]}`, built {manifest['created_at']} by code {manifest['code_version']}"
-            + (f" in [flow run {run.get('name')}]({run.get('url')})" if run.get("url") else "") + ".", ""]
-    return "\n".join(head + [image, ""] + table + [""] + mermaid) + "\n"
 
 
 def find_version_folder(path: str | Path) -> Path:
@@ -196,23 +138,3 @@ def walk_lineage(folder: Path | str) -> Iterator[tuple[int, dict]]:
                 yield depth + 1, up
 
     yield from visit(first, 0)
-
-
-def format_lineage(folder: Path | str) -> str:
-    """The chain that produced a version, as an indented tree with checksums and run links."""
-    out = []
-    for depth, node in walk_lineage(folder):
-        pad = "  " * depth + ("└─ " if depth else "")
-        if "stage" in node and "outputs" in node:
-            run = (node.get("flow_run") or {}).get("url") or "no flow run"
-            counts = ", ".join(f"{k}={v}" for k, v in node.get("counts", {}).items() if isinstance(v, (int, float)))
-            out.append(f"{pad}{node['stage']} {node['version']}  checksum {node['checksum'][:12]}  {node['created_at']}  {run}")
-            if counts:
-                out.append(f"{'  ' * depth}{'   ' if depth else ''}  {counts}")
-        elif node["kind"] == "refused":
-            out.append(f"{pad}REFUSED upstream (not followed): {node['reason']}")
-        elif node["kind"] == "version":
-            out.append(f"{pad}{node['stage']} {node['version']}  checksum {node['checksum'][:12]}  (not in this data root)")
-        else:
-            out.append(f"{pad}{node['kind']} {node['path']}  sha256 {node['sha256'][:12]}  {node['bytes']} bytes")
-    return "\n".join(out)

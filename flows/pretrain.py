@@ -1,11 +1,13 @@
-"""pretrain: a tokens version + a model preset → a trained run (``runs/<id>/``: checkpoints, metrics, manifest).
+"""pretrain: a tokens version + a model preset + a ``TrainConfig`` → a trained run (``runs/<id>/``: checkpoints,
+metrics log, manifest).
 
-Wraps ``gptcore.train`` (which knows nothing about Prefect): the run folder is the version's work folder, so a
-killed pretrain resumes from its latest checkpoint with the exact losses of an uninterrupted run. With
-``nproc_per_node`` > 1 the flow launches ``torchrun`` (DDP, or FSDP with ``parallel="fsdp"``; NCCL on GPUs, gloo on
-CPUs) and follows its metrics file. Progress goes to a throttled Prefect progress artifact, the loss curve to a
-markdown artifact (and ``loss_curve.svg``); the gate checks finite losses, validation loss below the
-unigram-entropy baseline of the data, and that the final checkpoint loads.
+Wraps ``gptcore.train`` (which knows nothing about Prefect); the flow's ``train`` parameter is its ``TrainConfig``
+as it is, so every training field reaches the flow, ``gptforge run`` and the deployments. The run folder is the
+version's work folder, so a killed pretrain resumes from its latest checkpoint with the exact losses of an
+uninterrupted run. With ``nproc_per_node`` > 1 the flow launches ``torchrun`` (DDP, or FSDP with
+``train.parallel="fsdp"``; NCCL on GPUs, gloo on CPUs) and follows its metrics log. Progress goes to a throttled
+Prefect progress artifact, the loss curve to a markdown artifact (and ``loss_curve.svg``); the gate checks finite
+losses, validation loss below the unigram-entropy baseline of the data, and that the final checkpoint loads.
 """
 from __future__ import annotations
 
@@ -14,10 +16,9 @@ import math
 import subprocess
 import sys
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
-import numpy as np
 from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact, create_progress_artifact, update_progress_artifact
 from prefect.logging import get_run_logger
@@ -29,28 +30,17 @@ from flows.lineage import upstream_version, write_manifest
 from flows.stage import artifact_key, finish_version, resolve_version, start_version
 from flows.store import DataRoot
 from gptcore.checkpoint import CHECKPOINT_FILES, CheckpointError, checkpoint_in, latest_checkpoint, load_checkpoint
-from gptcore.data import TokenDataset
+from gptcore.data import unigram_entropy
+from gptcore.metrics_log import METRICS_LOG_FILE, read_metrics_log
 from gptcore.model import GPTConfig, config_from_preset
 from gptcore.shards import read_index
-from gptcore.train import TrainConfig, read_metrics, train
+from gptcore.train import TrainConfig, train
 
 STAGE = "runs"
 PROGRESS_EVERY_S = 10.0
 LAUNCH_CONFIG = "launch.json"
+LOSS_CURVE = "loss_curve.svg"
 TORCHRUN_LOG = "torchrun.log"
-
-
-def unigram_entropy(tokens_folder: Path, split: str = "train", chunk: int = 1 << 24) -> float:
-    """Entropy (nats) of the split's token frequencies: the loss of a model that predicts only frequencies.
-    ``tokens_folder`` comes from ``DataRoot.local_version``, which has verified its shards."""
-    data = TokenDataset(tokens_folder, split, verify_checksums=False)
-    counts = np.zeros(data.index.vocab_size, dtype=np.int64)
-    for name in data.shard_files:
-        tokens = np.memmap(data.index.folder / name, dtype=np.dtype(data.index.dtype), mode="r")
-        for start in range(0, tokens.size, chunk):
-            counts += np.bincount(tokens[start:start + chunk], minlength=counts.size)
-    p = counts[counts > 0] / counts.sum()
-    return float(-(p * np.log(p)).sum())
 
 
 class _Progress:
@@ -104,7 +94,7 @@ def train_model_torchrun(model_config, train_config: TrainConfig, tokens_folder:
         stdout = b""
         while proc.poll() is None:
             time.sleep(1.0)
-            metrics = read_metrics(out) if (out / "metrics.jsonl").is_file() else []
+            metrics = read_metrics_log(out) if (out / METRICS_LOG_FILE).is_file() else []
             if metrics:
                 progress(metrics[-1]["step"])
         stdout = proc.stdout.read() if proc.stdout else b""
@@ -122,13 +112,13 @@ def train_model_torchrun(model_config, train_config: TrainConfig, tokens_folder:
 
 
 def loss_curve(out: Path, metrics: list[dict], baseline: float, name: str) -> str:
-    """Write ``loss_curve.svg`` (training and validation loss by step, the unigram baseline) and return it."""
+    """Write ``LOSS_CURVE`` (training and validation loss by step, the unigram baseline) and return it."""
     series = {"train loss": [(m["step"], m["loss"]) for m in metrics],
               "validation loss": [(m["step"], m["val_loss"]) for m in metrics if "val_loss" in m]}
     if metrics:
         series["unigram baseline"] = [(metrics[0]["step"], baseline), (metrics[-1]["step"], baseline)]
     svg = line_chart_svg(series, title=f"run {name}: loss (nats per token)", x_label="step", y_label="loss")
-    (out / "loss_curve.svg").write_text(svg)
+    (out / LOSS_CURVE).write_text(svg)
     return svg
 
 
@@ -145,38 +135,23 @@ def pretrain(
     tokens: str | None = None,
     preset: str = "small-cpu",
     model: dict | None = None,
-    run: str | None = None,
+    train: TrainConfig | None = None,
+    version: str | None = None,
     data_root: str | None = None,
-    max_steps: int | None = 1000,
-    max_tokens: int | None = None,
-    max_minutes: float | None = None,
-    batch_size: int = 8,
-    seq_len: int | None = None,
-    grad_accum: int = 1,
-    max_lr: float = 2.5e-4,
-    min_lr: float = 0.0,
-    warmup_steps: int = 2000,
-    weight_decay: float = 0.01,
-    eval_every: int = 500,
-    eval_batches: int = 20,
-    checkpoint_every: int = 1000,
-    precision: str = "fp32",
-    compile: bool = False,
-    seed: int = 1337,
-    device: str = "auto",
     nproc_per_node: int = 1,
-    parallel: str = "ddp",
-    init_from: str | None = None,
+    init_from_run: str | None = None,
 ) -> str:
     """Pretrain a GPT on a tokens version (default: the newest); returns the run folder.
 
     ``preset`` is a ``gptcore.model.PRESETS`` name (``gpt1``, ``gpt2-small``, …, ``tiny``, ``small-cpu``) and
-    ``model`` overrides its fields; the vocabulary size always comes from the tokens. Defaults follow GPT-1
-    (AdamW, weight decay 0.01 on matrices, 2,000 warmup steps, max lr 2.5e-4, cosine decay). Training stops at
-    ``max_steps``, ``max_tokens`` or ``max_minutes``, whichever comes first. ``nproc_per_node`` > 1 trains with
-    that many processes under ``torchrun`` (one per GPU, or CPU processes with gloo); ``parallel="fsdp"`` shards the
-    model, gradients and optimizer state across them instead of replicating it (DDP). ``init_from`` names a
-    published run to continue pretraining from: its final weights and model configuration (the preset is then
+    ``model`` overrides its fields; the vocabulary size always comes from the tokens. ``train`` is a
+    ``gptcore.train.TrainConfig`` (a dict of its fields): defaults follow GPT-1 (AdamW, weight decay 0.01 on
+    matrices, 2,000 warmup steps, max lr 2.5e-4, cosine decay), but the budget has no default: training stops at
+    ``max_steps``, ``max_tokens`` or ``max_minutes``, whichever comes first, and one of ``max_steps``,
+    ``max_tokens`` or ``decay_steps`` must be given. ``nproc_per_node`` > 1 trains with that many processes under
+    ``torchrun`` (one per GPU, or CPU processes with gloo); ``train.parallel="fsdp"`` shards the model, gradients and
+    optimizer state across them instead of replicating it (DDP). ``init_from_run`` names a published run to
+    continue pretraining from: its final weights and model configuration (``preset`` and ``model`` are then
     ignored; the tokens must use the same vocabulary), with a fresh optimizer and schedule.
     """
     logger = get_run_logger()
@@ -185,31 +160,32 @@ def pretrain(
     # Every file read below is verified here, once: the shards against the manifest (training reads them all).
     tokens_folder = root.local_version("tokens", tokens)
     vocab_size = read_index(tokens_folder, verify_checksums=False).vocab_size
+    if train is None:
+        raise ValueError("pretrain needs a training budget: pass train={'max_steps': N} (or max_tokens, or "
+                         "decay_steps), e.g. gptforge run pretrain -p max_steps=1000")
+    if train.init_checkpoint is not None:
+        raise ValueError(f"train.init_checkpoint={train.init_checkpoint!r}: pass init_from_run=<a published run> "
+                         "instead, so that the run it continues is verified and recorded in the lineage")
     init_up, init_checkpoint = None, None
-    if init_from is not None:
+    if init_from_run is not None:
         # The checkpoints are checked on load against their .sha256 files, which are verified here.
-        init_folder = root.local_version(STAGE, init_from, checked_on_read=(CHECKPOINT_FILES,))
-        init_up = upstream_version(root, STAGE, init_from)
-        init_manifest = root.verified_manifest(STAGE, init_from)
+        init_folder = root.local_version(STAGE, init_from_run, checked_on_read=(CHECKPOINT_FILES,))
+        init_up = upstream_version(root, STAGE, init_from_run)
+        init_manifest = root.verified_manifest(STAGE, init_from_run)
         init_checkpoint = str(checkpoint_in(init_folder, init_manifest["counts"]["checkpoint"],
-                                            named_by=f"the manifest of run {init_from!r}"))
+                                            named_by=f"the manifest of run {init_from_run!r}"))
         model_config = GPTConfig(**init_manifest["parameters"]["model"])
         if model_config.vocab_size != vocab_size:
-            raise ValueError(f"init_from run {init_from!r} has vocab_size {model_config.vocab_size} but tokens "
+            raise ValueError(f"init_from_run {init_from_run!r} has vocab_size {model_config.vocab_size} but tokens "
                              f"{tokens!r} use {vocab_size}: continue on tokens made with the same tokenizer")
     else:
         model_config = config_from_preset(preset, **{**(model or {}), "vocab_size": vocab_size})
-    train_config = TrainConfig(batch_size=batch_size, seq_len=seq_len, grad_accum=grad_accum, max_lr=max_lr,
-                               min_lr=min_lr, warmup_steps=warmup_steps, weight_decay=weight_decay, max_steps=max_steps,
-                               max_tokens=max_tokens, max_minutes=max_minutes, eval_every=eval_every,
-                               eval_batches=eval_batches, checkpoint_every=checkpoint_every, precision=precision,
-                               compile=compile, seed=seed, device=device, parallel=parallel,
-                               init_from=init_checkpoint)
+    train_config = replace(train, init_checkpoint=init_checkpoint)
     tokens_up = upstream_version(root, "tokens", tokens)
     # JSON round trip: the plan is compared with the stored one when resuming (tuples come back as lists).
     parameters = json.loads(json.dumps({"tokens": tokens, "tokens_checksum": tokens_up["checksum"], "preset": preset,
                                         "model": asdict(model_config), "train": asdict(train_config)}))
-    started = start_version(root, STAGE, run, parameters)
+    started = start_version(root, STAGE, version, parameters)
     if started.published:  # an earlier run published it and was killed before its cleanup
         return started.published
     logger.info("run %s: preset %s on tokens %s (%s)", started.name, preset, tokens, started.out)
@@ -219,7 +195,7 @@ def pretrain(
         result = train_model(model_config, train_config, tokens_folder, started.out)
 
     baseline = unigram_entropy(tokens_folder)
-    metrics = read_metrics(started.out)
+    metrics = read_metrics_log(started.out)
     losses = [m["loss"] for m in metrics]
     loads = _checkpoint_loads(started.out)
     if metrics:
@@ -235,7 +211,7 @@ def pretrain(
                               [tokens_up] + ([init_up] if init_up else []), counts)
     rows = [{"step": m["step"], "loss": m["loss"], "val_loss": m.get("val_loss"), "lr": m["lr"]}
             for m in metrics if "val_loss" in m]
-    deps = [root.asset_key("tokens", tokens)] + ([root.asset_key(STAGE, init_from)] if init_from else [])
+    deps = [root.asset_key("tokens", tokens)] + ([root.asset_key(STAGE, init_from_run)] if init_from_run else [])
     url = finish_version(root, started, manifest, report, rows, asset_deps=deps,
                          description=f"{preset} pretraining run")
     logger.info("run %s: step %d, loss %.4f, val loss %s (unigram baseline %.4f) → %s", started.name, result["step"],

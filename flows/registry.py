@@ -1,7 +1,7 @@
 """The champion registry: which model is in service, every promotion decision, and which dumps were consumed.
 
 One small JSON file per registry, ``<data root>/registry/<name>.json``, rewritten whole on every decision (write to a
-temporary name, then move), so it can be read with ``cat`` or ``gptforge champion``::
+temporary name, then move), so it can be read with ``cat`` or ``gptforge champion`` (``flows.cards.format_registry``)::
 
     {"name": "weekly",
      "champion": {"cycle": "weekly-0001", "pretrain": "weekly-0001", "finetune": {"fortunes": "weekly-0001-fortunes"},
@@ -61,20 +61,3 @@ class Registry:
 
 def registry_path(root: DataRoot, name: str) -> str:
     return f"{root.url}/{FOLDER}/{check_name(name, 'registry')}.json"
-
-
-def format_registry(registry: Registry) -> str:
-    """What ``gptforge champion`` prints: the champion, then the decisions, newest last."""
-    champion = registry.champion
-    lines = [f"registry {registry.name}: " + (
-        f"champion {champion['cycle']} (pretrain run {champion['pretrain']}; {champion['metric']} "
-        f"{champion['value']:.4g}, eval {champion['eval']})" if champion else "no champion yet")]
-    for entry in registry.history:
-        values = ""
-        if entry.get("challenger_value") is not None:
-            values = f" challenger {entry['challenger_value']:.4g}"
-            if entry.get("champion_value") is not None:
-                values += f" vs champion {entry['champion_value']:.4g}"
-        lines.append(f"  {entry['at']}  {entry.get('cycle') or '-':<14} {entry['decision']:<11}{values}  "
-                     f"{entry.get('reason', '')}")
-    return "\n".join(lines)

@@ -2,21 +2,28 @@
 the champion's tokenizer → tokens → pretraining continued from the champion's weights → fine-tuning → evaluation of
 challenger and champion side by side → promotion only when the challenger is better on the configured metric.
 
-Each cycle is named ``<registry>-<NNNN>`` and runs the ``pipeline`` flow as a child run under that name, so a cycle
-that failed (a gate, a crash) is resumed by the next run: published stages are reused, unfinished ones resume from
-their work folders. Dumps count as consumed only once a cycle decides, so a failed cycle's dumps are tried again.
+Each cycle is named ``<registry>-<NNNN>`` and runs the ``pipeline`` flow as a child run with that name as the
+version of every stage, so a cycle that failed (a gate, a crash) is resumed by the next run: published stages are
+reused, unfinished ones resume from their work folders. Dumps count as consumed only once a cycle decides, so a
+failed cycle's dumps are tried again. The registry (``flows.registry``) records each cycle's versions by data-root
+folder (``corpus``, ``tokenizer``, ``tokens``) and run (``pretrain``, ``finetune``).
 """
 from __future__ import annotations
 
 from pathlib import PurePosixPath
 from typing import Any
 
+import fsspec
 from prefect import flow
 from prefect.artifacts import create_markdown_artifact
 from prefect.logging import get_run_logger
 
+from flows.cards import format_registry
+from flows.evaluate import evaluate as evaluate_flow
+from flows.evaluate import read_results
 from flows.evaluate_compare import LOWER_IS_BETTER
-from flows.registry import Registry, format_registry
+from flows.pipeline import pipeline
+from flows.registry import Registry
 from flows.stage import artifact_key
 from flows.store import DataRoot
 from gptcore.names import check_name
@@ -24,8 +31,6 @@ from gptcore.names import check_name
 
 def new_dumps(root: DataRoot, dumps_dir: str, pattern: str, seen: dict[str, int]) -> dict[str, int]:
     """Dump files in ``dumps_dir`` matching ``pattern`` not consumed yet (by name and size), oldest name first."""
-    import fsspec
-
     fs, base = fsspec.core.url_to_fs(dumps_dir)
     found = {}
     for path in sorted(fs.glob(f"{base.rstrip('/')}/{pattern}")):
@@ -48,7 +53,8 @@ def metric_of(results: dict, runs: list[str], metric: str, task: str | None) -> 
     return None
 
 
-def _decide(challenger: float | None, champion: float | None, metric: str) -> tuple[str, str]:
+def decide_promotion(challenger: float | None, champion: float | None, metric: str) -> tuple[str, str]:
+    """("promoted" or "kept", why): the challenger wins when it is better on ``metric`` (lower for losses)."""
     if challenger is None:
         raise ValueError(f"the evaluation has no {metric!r} for the challenger: check metric / metric_task")
     if champion is None:
@@ -70,9 +76,9 @@ def retrain(
     metric_task: str | None = None,
     retrain_tokenizer: bool = False,
     continue_from_champion: bool = True,
-    corpus: dict[str, Any] | None = None,
-    tokenizer: dict[str, Any] | None = None,
-    tokens: dict[str, Any] | None = None,
+    build_corpus: dict[str, Any] | None = None,
+    train_tokenizer: dict[str, Any] | None = None,
+    tokenize: dict[str, Any] | None = None,
     pretrain: dict[str, Any] | None = None,
     finetune: list[dict[str, Any]] | None = None,
     evaluate: dict[str, Any] | None = None,
@@ -83,14 +89,11 @@ def retrain(
     ``metric`` decides promotion: a perplexity metric of the pretrained model on the new validation split
     (``bits_per_byte`` by default: comparable across tokenizers) or, with ``metric_task``, that task's metric (e.g.
     ``metric="accuracy", metric_task="fortunes"``, a task of ``evaluate["tasks"]``). Lower is better for loss,
-    perplexity and bits; higher for the rest. The other dicts are the pipeline's stage parameters.
+    perplexity and bits; higher for the rest. The other dicts are the pipeline's stage parameters, under the
+    pipeline's keys (``build_corpus``, ``train_tokenizer``, ``tokenize``, ``pretrain``, ``finetune``, ``evaluate``).
     ``continue_from_champion=False`` pretrains the challenger from scratch (e.g. after changing the model).
     Returns the registry entry of this cycle's decision.
     """
-    from flows.evaluate import evaluate as evaluate_flow
-    from flows.evaluate import read_results
-    from flows.pipeline import pipeline
-
     logger = get_run_logger()
     root = DataRoot.from_env(data_root)
     reg = Registry.load(root, registry)
@@ -108,13 +111,13 @@ def retrain(
 
     reuse = champion["tokenizer"] if champion and not retrain_tokenizer else None
     base = dumps_dir.rstrip("/")
-    continue_from = {"init_from": champion["pretrain"]} if champion and continue_from_champion else {}
-    versions = pipeline(name=cycle, data_root=root.url, reuse_tokenizer=reuse,
-                        corpus={**(corpus or {}), "dumps": [f"{base}/{name}" for name in arrived]},
-                        tokenizer=tokenizer, tokens=tokens, pretrain={**(pretrain or {}), **continue_from},
-                        finetune=finetune, evaluate=None)
-    challenger = {"cycle": cycle, "pretrain": versions["pretrain"], "tokenizer": versions["tokenizer"],
-                  "tokens": versions["tokens"], "corpus": versions["corpus"],
+    continue_from = {"init_from_run": champion["pretrain"]} if champion and continue_from_champion else {}
+    versions = pipeline(version=cycle, data_root=root.url, reuse_tokenizer=reuse,
+                        build_corpus={**(build_corpus or {}), "dumps": [f"{base}/{name}" for name in arrived]},
+                        train_tokenizer=train_tokenizer, tokenize=tokenize,
+                        pretrain={**(pretrain or {}), **continue_from}, finetune=finetune, evaluate=None)
+    challenger = {"cycle": cycle, "pretrain": versions["pretrain"], "tokenizer": versions["train_tokenizer"],
+                  "tokens": versions["tokenize"], "corpus": versions["build_corpus"],
                   "finetune": {task["name"]: run for task, run in zip(finetune or [], versions["finetune"])}}
     systems = {"challenger": [challenger["pretrain"], *challenger["finetune"].values()]}
     if champion:
@@ -127,7 +130,7 @@ def retrain(
                                     "version": cycle, "data_root": root.url})
     results = read_results(root, PurePosixPath(eval_version).name)
     values = {side: metric_of(results, runs, metric, metric_task) for side, runs in systems.items()}
-    outcome, reason = _decide(values["challenger"], values.get("champion"), metric)
+    outcome, reason = decide_promotion(values["challenger"], values.get("champion"), metric)
     if not same_tokens:
         reason += " (tokenizers differ: each measured on its own validation split)"
     decision = {"cycle": cycle, "decision": outcome, "reason": reason, "metric": metric, "metric_task": metric_task,

@@ -26,10 +26,12 @@ from prefect.assets import Asset, AssetProperties, add_asset_metadata, materiali
 
 from data_contracts.gate import GateFailed, GateReport
 from flows import version_lock
-from flows.lineage import lineage_card
+from flows.cards import lineage_card
 from flows.store import MANIFEST, DataRoot, StoreError
 from gptcore.files import atomic_write_json
 
+PLAN = "plan.json"  # in the work folder: the parameters (and what was frozen) at the first start
+GATE_REPORT = "gate_report.md"  # in the work folder: the last gate's report, to read after a failure
 PUBLISH_RECORD = "publish.json"  # asset deps and description, so a rerun after a killed cleanup emits the same event
 
 
@@ -57,13 +59,13 @@ def start_version(root: DataRoot, stage: str, requested: str | None, parameters:
     """
     name = requested
     if name is None:
-        same = [p for p in root.partial_versions(stage) if (p / "plan.json").exists()
-                and json.loads((p / "plan.json").read_text())["parameters"] == parameters]
+        same = [p for p in root.partial_versions(stage) if (p / PLAN).exists()
+                and json.loads((p / PLAN).read_text())["parameters"] == parameters]
         name = same[0].name[1:-len(".partial")] if same else root.next_version(stage)
     work = root.work_dir(stage, name)
     version_lock.hold(work, f"{stage} {name}")
     try:
-        plan_file = work / "plan.json"
+        plan_file = work / PLAN
         plan = json.loads(plan_file.read_text()) if plan_file.exists() else None
         if root.exists(stage, name):
             if plan is None or plan["parameters"] != parameters:
@@ -148,7 +150,7 @@ def finish_version(root: DataRoot, version: Version, manifest: dict, report: Gat
     """Publish artifacts, stop on a failed gate (nothing is published), else publish with an asset event.
     The version lock is released either way."""
     try:
-        (version.work / "gate_report.md").write_text(report.markdown())
+        (version.work / GATE_REPORT).write_text(report.markdown())
         publish_artifacts(manifest, report, table_rows, root)
         if not report.success:
             raise GateFailed(report)

@@ -1,4 +1,4 @@
-"""The data root: immutable version folders, manifests and atomic writes.
+"""The data root: immutable version folders and their manifests, verified on every read.
 
 A stage builds its output in a local *work folder* (resumable: per-shard files written atomically survive a
 crash), then publishes it under ``<root>/<stage>/<version>/`` in one step. A published version is never modified.

@@ -3,15 +3,15 @@
     corpus/<v>/data/*.parquet ─► plan shards (per split, by doc_id hash) ─► encode shards on all cores ─► index.json ─► gate ─► publish
 
 Shard boundaries depend only on the corpus and the parameters, each shard is written atomically and skipped when it
-exists from the same plan, so a killed run resumes to byte-identical shards. Encoding uses a tiktoken ``Encoding``
-built from the trained merges when that is provably identical to Hugging Face's encoder (it is for GPT-2-style
-byte-level BPE), else Hugging Face ``tokenizers``.
+exists from the same plan, so a killed run resumes to byte-identical shards. Shards are encoded on a process pool
+(``gptcore.encode_pool``) or, with ``task_runner="dask"``, one task per shard on a Dask cluster. Encoding uses a
+tiktoken ``Encoding`` built from the trained merges when that is provably identical to Hugging Face's encoder (it is
+for GPT-2-style byte-level BPE), else Hugging Face ``tokenizers``.
 """
 from __future__ import annotations
 
 import json
 import os
-from concurrent.futures import ProcessPoolExecutor
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -20,59 +20,31 @@ from prefect import flow, task
 from prefect.logging import get_run_logger
 
 from data_contracts.tokens import validate_tokens
-from gptcore.corpus.records import REJECT_SCHEMA, reject
 from flows.lineage import upstream_version, write_manifest
 from flows.runners import check_runner, run_tasks, shard_runner
 from flows.stage import finish_version, resolve_version, start_version
 from flows.store import MANIFEST, DataRoot
+from gptcore import encode_pool
+from gptcore.corpus.records import REJECT_SCHEMA, reject
+from gptcore.encoding import TOKENIZER_FILE, load_encoder
 from gptcore.files import atomic_write_table
-from gptcore.encoding import Encoder, load_encoder
-from gptcore.shards import ShardStats, ShardTask, SplitRule, plan_shards, tokenize_shard, write_index
+from gptcore.shards import INDEX_FILE, ShardStats, ShardTask, SplitRule, plan_shards, write_index
 
 STAGE = "tokens"
 MIN_SHARD_CHARS = 10_000_000  # below this a shard's fixed costs (process start, encoder load) dominate
-
-_encoder = None  # one per worker process (process pool initializer or, on Dask, the first shard of a tokenizer)
-
-
-class _SingleThreaded:
-    """The encoder with one thread per call: the process pool already uses every core."""
-
-    def __init__(self, encoder: Encoder):
-        self.encoder, self.eot_id, self.vocab_size = encoder, encoder.eot_id, encoder.vocab_size
-        self.source = ""
-
-    def encode_batch(self, texts: list[str]) -> list[list[int]]:
-        return self.encoder.encode_batch(texts, num_threads=1)
-
-
-def _load_worker_encoder(tokenizer_json: str) -> None:
-    global _encoder
-    if _encoder is None or _encoder.source != tokenizer_json:
-        _encoder = _SingleThreaded(load_encoder(tokenizer_json))
-        _encoder.source = tokenizer_json
-
-
-def _encode_shard(shard: ShardTask) -> ShardStats:
-    return tokenize_shard(shard, _encoder)
+REJECTS = "rejects.parquet"  # documents that encode to no tokens
 
 
 @task(name="encode-shards")
 def encode_shards(shards: list[ShardTask], tokenizer_json: str, workers: int) -> list[ShardStats]:
     """Encode every shard (skipping finished ones) on a process pool; results in plan order."""
-    if workers <= 1 or len(shards) <= 1:
-        _load_worker_encoder(tokenizer_json)
-        return [_encode_shard(s) for s in shards]
-    with ProcessPoolExecutor(max_workers=min(workers, len(shards)), initializer=_load_worker_encoder,
-                             initargs=(tokenizer_json,)) as pool:
-        return list(pool.map(_encode_shard, shards))
+    return encode_pool.encode_shards(shards, tokenizer_json, workers)
 
 
 @task(name="encode-shard")
 def encode_shard(shard: ShardTask, tokenizer_json: str) -> ShardStats:
     """One shard on a Dask worker (the worker process keeps the encoder for the next shard)."""
-    _load_worker_encoder(tokenizer_json)
-    return _encode_shard(shard)
+    return encode_pool.encode_shard(shard, tokenizer_json)
 
 
 @flow(name="tokenize", log_prints=True)
@@ -127,7 +99,7 @@ def tokenize(
     target = min(shard_chars, max(MIN_SHARD_CHARS, total_chars // max(min_shards, 1)))
     shards = plan_shards(corpus_files, out, validation_fraction=validation_fraction,
                          target_chars_per_shard=target, max_documents_per_shard=max_documents_per_shard)
-    tokenizer_json = str(tokenizer_folder / "tokenizer.json")
+    tokenizer_json = str(tokenizer_folder / TOKENIZER_FILE)
     encoder = load_encoder(tokenizer_json)
     logger.info("tokenizing corpus %s with tokenizer %s (%s encoder%s) into %d shards",
                 corpus, tokenizer, encoder.kind, f", {encoder.fallback_reason}" if encoder.fallback_reason else "", len(shards))
@@ -139,11 +111,11 @@ def tokenize(
             stats = run_tasks(runner, encode_shard, [{"shard": s, "tokenizer_json": tokenizer_json} for s in shards])
 
     write_index(out, vocab_size=encoder.vocab_size, eot_id=encoder.eot_id,
-                tokenizer_sha256=tokenizer_manifest["outputs"]["tokenizer.json"]["sha256"],
+                tokenizer_sha256=tokenizer_manifest["outputs"][TOKENIZER_FILE]["sha256"],
                 split_rule=SplitRule(validation_fraction), shards=stats)
     empty = [reject(doc_id, "corpus", "tokenize", "empty_document", "encodes to no tokens", s.file, doc_id)
              for s in stats for doc_id in s.empty_doc_ids]
-    atomic_write_table(out / "rejects.parquet", pa.Table.from_pylist(empty, schema=REJECT_SCHEMA))
+    atomic_write_table(out / REJECTS, pa.Table.from_pylist(empty, schema=REJECT_SCHEMA))
     counts = {split: {"tokens": sum(s.tokens for s in stats if s.split == split),
                       "documents": sum(s.documents for s in stats if s.split == split),
                       "shards": sum(1 for s in stats if s.split == split)} for split in ("train", "val")}
@@ -151,7 +123,7 @@ def tokenize(
                "empty_documents": len(empty), "replaced_characters": sum(s.replaced_characters for s in stats),
                "encoder": encoder.kind, "tokenizer_trained_on_other_corpus": mismatch}
     manifest = write_manifest(out, STAGE, started.name, parameters, [corpus_up, tokenizer_up], counts)
-    report = validate_tokens(out, json.loads((out / "index.json").read_text()))
+    report = validate_tokens(out, json.loads((out / INDEX_FILE).read_text()))
     rows = [{"shard": s.file, "split": s.split, "tokens": s.tokens, "documents": s.documents, "max_id": s.max_id}
             for s in stats]
     url = finish_version(root, started, manifest, report, rows,

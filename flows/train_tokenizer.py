@@ -11,8 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from prefect import flow, task
-from tokenizers import Tokenizer
 from prefect.logging import get_run_logger
+from tokenizers import Tokenizer
 
 from data_contracts.tokenizer import validate_tokenizer
 from flows.lineage import upstream_version, write_manifest
@@ -21,6 +21,7 @@ from flows.store import DataRoot, check_version
 from gptcore.bpe import END_OF_TEXT, GPT2_VOCAB_SIZE, bpe_merges, bytes_per_token, round_trip_failures, train_gpt2_bpe, vocab_checksum
 from gptcore.bpe_gpt1 import GPT1_MERGES, train_gpt1_bpe
 from gptcore.bpe_sample import SampleStats, iter_corpus_texts, plan_holdout
+from gptcore.encoding import TOKENIZER_FILE
 from gptcore.gpt1_text import gpt1_pretokenize
 
 STAGE = "tokenizer"
@@ -30,7 +31,7 @@ STYLES = ("gpt2", "gpt1")
 @task(name="train-bpe")
 def train(files: list[Path], style: str, vocab_size: int, merges: int, special_tokens: list[str], sample_bytes: int,
           holdout_fraction: float, min_frequency: int, out: Path) -> dict:
-    """Train on the sample and save ``tokenizer.json``; returns what the manifest records about the sample."""
+    """Train on the sample and save ``TOKENIZER_FILE``; returns what the manifest records about the sample."""
     stats = SampleStats()
     texts = iter_corpus_texts(files, sample_bytes, split="train", holdout_fraction=holdout_fraction, stats=stats)
     if style == "gpt2":
@@ -38,7 +39,7 @@ def train(files: list[Path], style: str, vocab_size: int, merges: int, special_t
     else:
         tokenizer = train_gpt1_bpe(texts, merges=merges, special_tokens=tuple(special_tokens), min_frequency=min_frequency)
     out.mkdir(parents=True, exist_ok=True)
-    tokenizer.save(str(out / "tokenizer.json"))
+    tokenizer.save(str(out / TOKENIZER_FILE))
     return {"documents": stats.documents, "bytes": stats.utf8_bytes, "truncated_documents": stats.truncated_documents,
             "empty_documents": stats.empty_documents}
 
@@ -99,11 +100,11 @@ def train_tokenizer(
     if started.published:  # an earlier run published it and was killed before its cleanup
         return started.published
     sample = train(files, style, vocab_size, merges, special_tokens, sample_bytes, holdout_fraction, min_frequency, started.out)
-    checked = check(started.out / "tokenizer.json", files, style, heldout_bytes, holdout_fraction)
+    checked = check(started.out / TOKENIZER_FILE, files, style, heldout_bytes, holdout_fraction)
     # GPT-2 style asks for an exact vocabulary size; GPT-1 style for an exact number of merges on top of the
     # sample's base symbols (40,000 merges + 478 symbols gave the paper's 40,478).
     expected = vocab_size if style == "gpt2" else checked["vocab_size"] - checked["merges"] + merges
-    tokenizer = Tokenizer.from_file(str(started.out / "tokenizer.json"))
+    tokenizer = Tokenizer.from_file(str(started.out / TOKENIZER_FILE))
     missing = [t for t in special_tokens if tokenizer.token_to_id(t) is None]
     counts = {"sample": sample, **checked, "special_tokens": {t: tokenizer.token_to_id(t) for t in special_tokens}}
     manifest = write_manifest(started.out, STAGE, started.name, parameters, [corpus_up], counts)

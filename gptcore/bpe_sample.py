@@ -22,6 +22,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from gptcore.corpus import DOC_ID, TEXT
+
 Split = Literal["train", "holdout"]
 
 DEFAULT_HOLDOUT_FRACTION = 0.01
@@ -76,8 +78,8 @@ def plan_holdout(parquet_files: Sequence[str | Path], holdout_fraction: float, b
     lowest, documents = None, 0
     for path in sorted(Path(p) for p in parquet_files):
         for batch in _iter_batches(path, batch_rows):
-            lengths = pc.binary_length(batch.column("text")).to_pylist()
-            for doc_id, length in zip(batch.column("doc_id").to_pylist(), lengths):
+            lengths = pc.binary_length(batch.column(TEXT)).to_pylist()
+            for doc_id, length in zip(batch.column(DOC_ID).to_pylist(), lengths):
                 if not length:
                     continue
                 h = _holdout_hash(doc_id)
@@ -140,10 +142,10 @@ def _iter_batches(path: Path, batch_rows: int) -> Iterator[pa.RecordBatch]:
         parquet = pq.ParquetFile(path)
     except (OSError, pa.ArrowException) as exc:
         raise ValueError(f"cannot read corpus file {path}: {exc}; is it a corpus version's part file?") from exc
-    missing = {"doc_id", "text"} - set(parquet.schema_arrow.names)
+    missing = {DOC_ID, TEXT} - set(parquet.schema_arrow.names)
     if missing:
         raise ValueError(f"corpus file {path} lacks column(s) {sorted(missing)}; expected the corpus document schema")
-    yield from parquet.iter_batches(batch_size=batch_rows, columns=["doc_id", "text"])
+    yield from parquet.iter_batches(batch_size=batch_rows, columns=[DOC_ID, TEXT])
 
 
 def _split_texts(
@@ -152,9 +154,9 @@ def _split_texts(
     """(text, UTF-8 byte length) of the batch's non-empty documents in ``split``, still in Arrow: only the texts
     used become Python strings (picked by row: Arrow's filter/take kernels cost ~0.2 s on first use)."""
     want_holdout = split == "holdout"
-    texts = batch.column("text")
+    texts = batch.column(TEXT)
     lengths = pc.binary_length(texts).to_pylist()
-    for row, doc_id in enumerate(batch.column("doc_id").to_pylist()):
+    for row, doc_id in enumerate(batch.column(DOC_ID).to_pylist()):
         if holdout.holds_out(doc_id) != want_holdout:
             continue
         if not lengths[row]:  # null or ""

@@ -10,6 +10,7 @@ Layout inside a run folder::
 Each file appears under its name only once complete (temporary sibling, fsync, rename), and ``latest`` moves only
 after the checkpoint and its checksum are in place, so a run killed at any moment leaves a loadable ``latest``.
 RNG states are stored as tensors and lists (not NumPy arrays or pickled objects) so the safe loader accepts them.
+``load_model`` is the one way from a checkpoint to a ``GPT``: evaluation and generation use it.
 """
 from __future__ import annotations
 
@@ -21,7 +22,9 @@ import numpy as np
 import torch
 
 from gptcore.files import atomic_file, atomic_write_text, sha256_file
+from gptcore.model import GPT, GPTConfig
 from gptcore.names import check_name
+from gptcore.runtime import resolve_device
 
 CHECKPOINT_DIR = "checkpoints"
 CHECKPOINT_FILES = f"{CHECKPOINT_DIR}/*.pt"  # a pattern: checked on load against their .sha256, not hashed twice
@@ -92,6 +95,15 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         raise CheckpointError(f"{path} does not match its recorded sha256 ({actual} != {recorded}): the file is "
                               "damaged; resume from an earlier checkpoint")
     return torch.load(path, map_location=map_location, weights_only=True)
+
+
+def load_model(checkpoint: str | Path, device: str | torch.device = "cpu") -> GPT:
+    """The language model of a verified checkpoint (pretrain or finetune: both store ``model`` and
+    ``model_config``), on ``device`` (``"auto"``: CUDA when available) and in eval mode."""
+    state = load_checkpoint(checkpoint)
+    model = GPT(GPTConfig(**state["model_config"]))
+    model.load_state_dict(state["model"])
+    return model.to(resolve_device(device)).eval()
 
 
 # -- random number generators -----------------------------------------------------------------------------------

@@ -26,6 +26,7 @@ from typing import Callable, Iterable, Iterator, Sequence
 import numpy as np
 import pyarrow.parquet as pq
 
+from gptcore.corpus import DOC_ID, TEXT
 from gptcore.files import atomic_file
 
 NGRAM = 8  # GPT-2's choice
@@ -127,10 +128,10 @@ def corpus_texts(parquet_files: Iterable[str | Path], keep: Callable[[str], bool
     """
     for path in parquet_files:
         parquet = pq.ParquetFile(path)
-        if not {"doc_id", "text"} <= set(parquet.schema_arrow.names):
+        if not {DOC_ID, TEXT} <= set(parquet.schema_arrow.names):
             raise ValueError(f"{path} has no 'doc_id' and 'text' columns: pass the Parquet files of a corpus version")
-        for batch in parquet.iter_batches(batch_size=batch_rows, columns=["doc_id", "text"]):
-            for doc_id, text in zip(batch.column("doc_id").to_pylist(), batch.column("text").to_pylist()):
+        for batch in parquet.iter_batches(batch_size=batch_rows, columns=[DOC_ID, TEXT]):
+            for doc_id, text in zip(batch.column(DOC_ID).to_pylist(), batch.column(TEXT).to_pylist()):
                 if text and (keep is None or keep(doc_id)):
                     yield text
 

@@ -3,6 +3,8 @@
 Batches are NumPy int64 arrays ``x`` and ``y`` of shape (B, T) with ``y`` = ``x`` shifted left by one token: the
 next-token targets. Random batches (pretraining) are a pure function of (seed, step), so a resumed run continues
 with exactly the batches it would have seen; sequential batches (evaluation) walk the split once in order.
+``unigram_entropy`` is the loss a model scores by predicting token frequencies alone: the baseline a trained model
+must beat.
 """
 from __future__ import annotations
 
@@ -116,3 +118,16 @@ class TokenDataset:
             filled += piece.size
             shard += 1
         return out
+
+
+def unigram_entropy(tokens_folder: str | Path, split: str = "train", chunk: int = 1 << 24) -> float:
+    """Entropy (nats) of the split's token frequencies: the loss of a model that predicts only frequencies.
+    The shards are not hashed here: pass a folder whose shards the caller has verified."""
+    data = TokenDataset(tokens_folder, split, verify_checksums=False)
+    counts = np.zeros(data.index.vocab_size, dtype=np.int64)
+    for name in data.shard_files:
+        tokens = np.memmap(data.index.folder / name, dtype=np.dtype(data.index.dtype), mode="r")
+        for start in range(0, tokens.size, chunk):
+            counts += np.bincount(tokens[start:start + chunk], minlength=counts.size)
+    p = counts[counts > 0] / counts.sum()
+    return float(-(p * np.log(p)).sum())

@@ -34,6 +34,7 @@ import tiktoken
 from tokenizers import Tokenizer
 
 EOT_TOKEN = "<|endoftext|>"
+TOKENIZER_FILE = "tokenizer.json"  # its name in a tokenizer version and in a finetune run folder
 
 # GPT-2's pre-tokenization regex, in the equivalent form tiktoken ships for GPT-2 (r50k_base): possessive quantifiers
 # and `\s++$` in place of the trailing `\s+` only avoid backtracking, the pieces are the same.
@@ -43,7 +44,7 @@ Backend = Literal["auto", "tiktoken", "huggingface"]
 
 
 class Encoder(Protocol):
-    """What the tokenize stage needs from a tokenizer, whichever library does the work."""
+    """A tokenizer, whichever library does the work: the one interface tokenizing, fine-tuning and evaluation use."""
 
     kind: str  # "tiktoken" or "huggingface"
     vocab_size: int  # ids are < vocab_size

@@ -1,13 +1,14 @@
 """Fine-tuning loop (GPT-1 section 3.2, 4.1) and the scoring of a fine-tuned run.
 
 Defaults are the paper's: AdamW at 6.25e-5, batch 32, 3 epochs, linear warmup over 0.2% of training then linear
-decay to 0, classifier dropout 0.1, λ = 0.5 for the auxiliary LM loss; gradients clipped at norm 1 as in pretraining.
+decay to 0 (``gptcore.schedule.linear_lr_at``), classifier dropout 0.1, λ = 0.5 for the auxiliary LM loss; gradients
+clipped at norm 1 as in pretraining.
 
 Run folder::
 
     tokenizer.json   the pretrained run's tokenizer (the run is usable on its own: ``load_task_run``)
     task.json        task spec, base model config, special-token ids, max_len
-    metrics.jsonl    one JSON object per optimizer step
+    metrics.jsonl    the metrics log: one JSON object per optimizer step (``gptcore.metrics_log``)
     checkpoints/     the whole fine-tuned TaskModel (see ``gptcore.checkpoint``)
 
 The checkpoint holds the whole model, not only the head and the three new embedding rows: GPT-1 fine-tunes every
@@ -15,7 +16,7 @@ weight, so the head alone cannot reproduce the predictions. It also holds the op
 of epoch ``e`` is a pure function of (seed, e, i), so a killed run resumed from its latest checkpoint finishes with
 the same weights as one never stopped (on CPU). Each checkpoint also holds its step's metrics line, so a run killed
 after its last checkpoint (before the line reached ``metrics.jsonl``, or before anyone read the result) reruns to
-the same metrics file and the same result, loss included, without running a step.
+the same metrics log and the same result, loss included, without running a step.
 """
 from __future__ import annotations
 
@@ -32,14 +33,15 @@ import torch
 
 from gptcore import metrics as scores
 from gptcore.checkpoint import capture_rng_state, latest_checkpoint, load_checkpoint, restore_rng_state, save_checkpoint
-from gptcore.encoding import Encoder, load_encoder
+from gptcore.encoding import TOKENIZER_FILE, Encoder, load_encoder
+from gptcore.metrics_log import METRICS_LOG_FILE, append_metrics_log, read_metrics_log, truncate_metrics_log
 from gptcore.model import GPTConfig
+from gptcore.runtime import autocast_context, resolve_device
+from gptcore.schedule import linear_lr_at
 from gptcore.taskdata import EXAMPLE_TYPES, Example
 from gptcore.tasks import TaskModel, TaskSpec, collate, label_tensor, objective
-from gptcore.train import METRICS_FILE, _append_metrics, _autocast, _resolve_device, _truncate_metrics, read_metrics
 
 TASK_FILE = "task.json"
-TOKENIZER_FILE = "tokenizer.json"
 CHECKPOINT_FORMAT = 1
 INITS = ("pretrained", "random")
 
@@ -85,13 +87,6 @@ class FinetuneResult:
     checkpoint: Path
 
 
-def lr_at(step: int, max_lr: float, warmup_steps: int, total_steps: int) -> float:
-    """Linear warmup to ``max_lr`` over ``warmup_steps``, then linear decay to 0 at ``total_steps`` (GPT-1)."""
-    if step < warmup_steps:
-        return max_lr * (step + 1) / warmup_steps
-    return max_lr * max(0.0, (total_steps - step) / max(total_steps - warmup_steps, 1))
-
-
 def pretrained_checkpoint(pretrained: str | Path) -> Path:
     """A checkpoint file, or a pretrain run folder's latest checkpoint."""
     path = Path(pretrained)
@@ -119,8 +114,8 @@ def finetune(pretrained: str | Path, tokenizer: str | Path, spec: TaskSpec, trai
     out.mkdir(parents=True, exist_ok=True)
     source = load_checkpoint(pretrained_checkpoint(pretrained))
     base_config = GPTConfig(**source["model_config"])
-    device = _resolve_device(config.device)
-    autocast = _autocast(config.precision, device)
+    device = resolve_device(config.device)
+    autocast = autocast_context(config.precision, device)
 
     torch.manual_seed(config.seed)  # new embedding rows, head, and (init="random") every weight
     model = TaskModel(base_config, spec, clf_dropout=config.clf_dropout, max_len=config.max_len)
@@ -156,11 +151,11 @@ def finetune(pretrained: str | Path, tokenizer: str | Path, spec: TaskSpec, trai
         step, elapsed_before = state["step"], state["elapsed_s"]
         resumed_metrics = state.get("metrics")  # absent in checkpoints written before it was stored
         del state
-    _truncate_metrics(out / METRICS_FILE, step, resumed_metrics)
+    truncate_metrics_log(out / METRICS_LOG_FILE, step, resumed_metrics)
     # A run resumed at its end runs no step: its result is the checkpoint's. A checkpoint without a metrics
-    # line falls back to the step's line in the metrics file, when the kill came after it was written.
+    # line falls back to the step's line in the metrics log, when the kill came after it was written.
     if resumed_metrics is None and step > 0:
-        last = read_metrics(out)[-1:]
+        last = read_metrics_log(out)[-1:]
         resumed_metrics = last[0] if last and last[0]["step"] == step else None
     loss_value = (resumed_metrics or {}).get("loss")
 
@@ -172,7 +167,7 @@ def finetune(pretrained: str | Path, tokenizer: str | Path, spec: TaskSpec, trai
         chosen = order[position * config.batch_size:(position + 1) * config.batch_size]
         batch = collate([encoded[i] for i in chosen]).to(device)
         chosen = torch.from_numpy(chosen)
-        lr = lr_at(step, config.lr, warmup_steps, total_steps)
+        lr = linear_lr_at(step, max_lr=config.lr, warmup_steps=warmup_steps, total_steps=total_steps)
         for group in optimizer.param_groups:
             group["lr"] = lr
         with autocast:
@@ -194,7 +189,7 @@ def finetune(pretrained: str | Path, tokenizer: str | Path, spec: TaskSpec, trai
         if step == total_steps or (config.checkpoint_every and step % config.checkpoint_every == 0) or \
                 (config.checkpoint_every is None and end_of_epoch):
             checkpoint = _save(out, model, optimizer, config, step, elapsed, metrics)
-        _append_metrics(out / METRICS_FILE, metrics)
+        append_metrics_log(out / METRICS_LOG_FILE, metrics)
         if log is not None:
             log(metrics)
     elapsed = elapsed_before + time.perf_counter() - start
@@ -218,7 +213,7 @@ def _save(out: Path, model: TaskModel, optimizer: torch.optim.Optimizer, config:
         "format": CHECKPOINT_FORMAT, "model": model.gpt.state_dict(), "model_config": asdict(model.gpt.config),
         "head": model.head.state_dict(), "task": model.config_dict(), "optimizer": optimizer.state_dict(),
         "step": step, "elapsed_s": elapsed, "rng": capture_rng_state(), "finetune_config": asdict(config),
-        "metrics": metrics})  # this step's metrics line, restored if a kill kept it from the metrics file
+        "metrics": metrics})  # this step's metrics line, restored if a kill kept it from the metrics log
 
 
 def _load_weights(model: TaskModel, state: dict[str, Any]) -> None:
@@ -238,7 +233,7 @@ def load_task_run(run_dir: str | Path, device: str = "cpu") -> tuple[TaskModel, 
     state = load_checkpoint(checkpoint)
     model = TaskModel.from_config_dict(state["task"])
     _load_weights(model, state)
-    return model.to(_resolve_device(device)).eval(), model.spec, load_encoder(run / TOKENIZER_FILE)
+    return model.to(resolve_device(device)).eval(), model.spec, load_encoder(run / TOKENIZER_FILE)
 
 
 @torch.no_grad()
@@ -310,4 +305,4 @@ def evaluate_task(run_dir: str | Path, examples: Sequence[Example], batch_size: 
 
 def training_losses(run_dir: str | Path) -> list[float]:
     """The L3 loss of every step of a finetune run (for the output contract)."""
-    return [m["loss"] for m in read_metrics(run_dir)]
+    return [m["loss"] for m in read_metrics_log(run_dir)]

@@ -1,4 +1,5 @@
-"""Autoregressive sampling from a `GPT`, with a KV cache, temperature, top-k and top-p (nucleus) filtering.
+"""Autoregressive sampling from a `GPT`, with a KV cache, temperature, top-k and top-p (nucleus) filtering:
+`generate` on token ids, `generate_text` from a prompt string to its continuation.
 
 Context limit: learned position embeddings end at `block_size`. While prompt + generated tokens fit, the cache
 holds every position and each step feeds one token. Once the sequence is longer, every step re-encodes the last
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import torch
 
+from gptcore.encoding import Encoder
 from gptcore.model import GPT, KVCache
 
 
@@ -89,6 +91,35 @@ def generate(
     finally:
         model.train(was_training)
     return idx
+
+
+def generate_text(
+    model: GPT,
+    encoder: Encoder,
+    prompt: str,
+    max_new_tokens: int,
+    *,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    seed: int = 0,
+    max_prompt_tokens: int | None = None,
+    device: torch.device | str | None = None,
+) -> str:
+    """The model's continuation of `prompt`, without the prompt; end-of-text ids are dropped from it.
+
+    The prompt follows the end-of-text id, as every document does in the token shards. `max_prompt_tokens` keeps
+    only its last tokens (a long text loses its start, never its end). Sampling draws from a generator seeded with
+    `seed` on `device` (default: the model's), so the same call gives the same text.
+    """
+    device = next(model.parameters()).device if device is None else device
+    ids = [encoder.eot_id] + encoder.encode(prompt)
+    if max_prompt_tokens is not None:
+        ids = ids[-max_prompt_tokens:]
+    generator = torch.Generator(device=device).manual_seed(seed)
+    out = generate(model, torch.tensor([ids], device=device), max_new_tokens, temperature=temperature, top_k=top_k,
+                   top_p=top_p, generator=generator, eos_id=encoder.eot_id)
+    return encoder.decode([t for t in out[0, len(ids):].tolist() if t != encoder.eot_id])
 
 
 def _next_token_logits(model: GPT, idx: torch.Tensor, cache: KVCache | None, block_size: int) -> torch.Tensor:

@@ -24,7 +24,7 @@ TANH_GELU_NAMES = ("gelu_new", "gelu_pytorch_tanh", "gelu_fast")
 MASK_BUFFER_SUFFIXES = (".attn.bias", ".attn.masked_bias")
 
 
-def config_from_hf(hf_config: dict[str, object], source: str = "config.json") -> GPTConfig:
+def config_from_hf(hf_config: dict[str, object], source: str = CONFIG_FILE) -> GPTConfig:
     """GPTConfig from the fields of a transformers GPT2Config dict; rejects variants gptcore cannot compute."""
     if hf_config.get("model_type", "gpt2") != "gpt2":
         raise ValueError(f"{source}: model_type={hf_config['model_type']!r}; only 'gpt2' checkpoints are supported")

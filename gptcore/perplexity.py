@@ -18,20 +18,14 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Protocol
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from gptcore.data import TokenDataset
+from gptcore.encoding import Encoder
 from gptcore.model import GPT
-
-
-class Decoder(Protocol):
-    eot_id: int
-
-    def decode(self, ids: list[int]) -> str: ...
 
 
 @dataclass(frozen=True)
@@ -70,7 +64,7 @@ def split_stream(tokens_folder: str | Path, split: str = "val", max_tokens: int 
     return out
 
 
-def text_bytes(ids: np.ndarray, decoder: Decoder) -> tuple[int, int]:
+def text_bytes(ids: np.ndarray, decoder: Encoder) -> tuple[int, int]:
     """(UTF-8 bytes, documents) of a token stream: each run of ids between end-of-text ids decoded on its own."""
     boundaries = np.flatnonzero(ids == decoder.eot_id)
     starts = np.concatenate([[0], boundaries + 1])
@@ -111,7 +105,7 @@ def _window_loss(model: GPT, x: torch.Tensor, y: torch.Tensor) -> float:
     return float(F.cross_entropy(logits.float().view(-1, logits.size(-1)), y.reshape(-1), reduction="sum"))
 
 
-def evaluate_perplexity(model: GPT, tokens_folder: str | Path, decoder: Decoder, split: str = "val",
+def evaluate_perplexity(model: GPT, tokens_folder: str | Path, decoder: Encoder, split: str = "val",
                         seq_len: int | None = None, batch_size: int = 8, max_tokens: int | None = None,
                         device: torch.device | str = "cpu") -> Perplexity:
     """Loss, perplexity and bits per byte of ``model`` on a split (default: all of it, windows of block_size)."""

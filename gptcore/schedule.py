@@ -1,13 +1,16 @@
-"""Learning-rate schedule: linear warmup, then cosine decay to a floor (GPT-1 §4.1; GPT-2 and nanoGPT keep it).
+"""Learning-rate schedules, one per recipe, both with a linear warmup (GPT-1 §4.1):
 
-A pure function of the step, so a resumed run needs nothing but the step to continue the schedule exactly.
+- ``cosine_lr_at`` (pretraining): then cosine decay to a floor; GPT-2 and nanoGPT keep it.
+- ``linear_lr_at`` (fine-tuning): then linear decay to 0 ("Fine-tuning details").
+
+Pure functions of the step, so a resumed run needs nothing but the step to continue the schedule exactly.
 """
 from __future__ import annotations
 
 import math
 
 
-def lr_at(step: int, *, max_lr: float, min_lr: float, warmup_steps: int, decay_steps: int) -> float:
+def cosine_lr_at(step: int, *, max_lr: float, min_lr: float, warmup_steps: int, decay_steps: int) -> float:
     """Learning rate for optimizer step ``step`` (0-based).
 
     Rises linearly from ``max_lr / warmup_steps`` (step 0) to ``max_lr`` (step ``warmup_steps - 1``), then follows
@@ -27,3 +30,10 @@ def lr_at(step: int, *, max_lr: float, min_lr: float, warmup_steps: int, decay_s
         return min_lr
     progress = (step - warmup_steps) / max(decay_steps - warmup_steps, 1)  # 0 → 1 over the decay
     return min_lr + 0.5 * (max_lr - min_lr) * (1.0 + math.cos(math.pi * progress))
+
+
+def linear_lr_at(step: int, *, max_lr: float, warmup_steps: int, total_steps: int) -> float:
+    """Linear warmup to ``max_lr`` over ``warmup_steps``, then linear decay to 0 at ``total_steps`` (GPT-1)."""
+    if step < warmup_steps:
+        return max_lr * (step + 1) / warmup_steps
+    return max_lr * max(0.0, (total_steps - step) / max(total_steps - warmup_steps, 1))

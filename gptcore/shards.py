@@ -24,6 +24,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from gptcore.corpus import DOC_ID, N_CHARS, TEXT
 from gptcore.files import atomic_write_bytes, remove_stale_temps, sha256_file, temp_sibling
 from gptcore.names import check_name
 
@@ -373,14 +374,14 @@ def _read_plan_columns(path: str) -> tuple[list[str], list[int]]:
         schema = pq.read_schema(path)
     except (OSError, pa.ArrowInvalid) as exc:
         raise ValueError(f"cannot read corpus file {path}: {exc}") from None
-    missing = {"doc_id", "text", "n_chars"} - set(schema.names)
+    missing = {DOC_ID, TEXT, N_CHARS} - set(schema.names)
     if missing:
         raise ValueError(f"corpus file {path} lacks column(s) {sorted(missing)}: tokenize reads corpus Parquet with "
                          "doc_id, text and n_chars (as build-corpus writes it)")
-    table = pq.read_table(path, columns=["doc_id", "n_chars"])
-    if table.column("doc_id").null_count or table.column("n_chars").null_count:
+    table = pq.read_table(path, columns=[DOC_ID, N_CHARS])
+    if table.column(DOC_ID).null_count or table.column(N_CHARS).null_count:
         raise ValueError(f"corpus file {path} has null doc_id or n_chars values; rebuild the corpus version")
-    return table.column("doc_id").to_pylist(), table.column("n_chars").to_pylist()
+    return table.column(DOC_ID).to_pylist(), table.column(N_CHARS).to_pylist()
 
 
 class _ShardPlanBuilder:
@@ -546,7 +547,7 @@ def _documents(task: ShardTask, read_rows: int = 256) -> Iterator[tuple[str, str
     for rows in task.inputs:
         parquet = pq.ParquetFile(rows.path)
         groups, position = _row_groups_overlapping(parquet.metadata, rows.start, rows.stop)
-        for batch in parquet.iter_batches(batch_size=read_rows, row_groups=groups, columns=["doc_id", "text"]):
+        for batch in parquet.iter_batches(batch_size=read_rows, row_groups=groups, columns=[DOC_ID, TEXT]):
             start, stop = position, position + batch.num_rows
             position = stop
             if stop <= rows.start:
@@ -554,11 +555,11 @@ def _documents(task: ShardTask, read_rows: int = 256) -> Iterator[tuple[str, str
             if start >= rows.stop:
                 break
             batch = batch.slice(max(rows.start - start, 0), min(rows.stop, stop) - max(rows.start, start))
-            doc_ids = batch.column("doc_id").to_pylist()
+            doc_ids = batch.column(DOC_ID).to_pylist()
             keep = [split_of(d, task.validation_fraction) == task.split for d in doc_ids]
             if not any(keep):
                 continue
-            raw_texts = batch.column("text").filter(pa.array(keep)).cast(pa.binary()).to_pylist()
+            raw_texts = batch.column(TEXT).filter(pa.array(keep)).cast(pa.binary()).to_pylist()
             for doc_id, raw in zip((d for d, k in zip(doc_ids, keep) if k), raw_texts):
                 text, bad = decode_utf8(raw or b"")
                 yield doc_id, text, bad

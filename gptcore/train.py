@@ -1,6 +1,7 @@
 """Pretraining loop: AdamW + warmup/cosine, gradient accumulation and clipping, mixed precision, periodic evaluation,
-JSON-lines metrics, atomic checkpoints with exact resume, and DDP (or FSDP, ``parallel="fsdp"``, for models whose
-weights and optimizer state do not fit one device) when launched under ``torchrun``.
+a metrics log (``gptcore.metrics_log``), atomic checkpoints with exact resume, and DDP (or FSDP, ``parallel="fsdp"``,
+for models whose weights and optimizer state do not fit one device) when launched under ``torchrun``. Device,
+precision and process-group handling are ``gptcore.runtime``'s.
 
 Exact resume rests on three facts: batch ``i`` of the training stream is a pure function of (seed, i) (see
 ``TokenDataset.random_batch``), the learning rate is a pure function of the step (``gptcore.schedule``), and the
@@ -8,11 +9,11 @@ checkpoint holds everything else that changes (weights, AdamW moments, loss scal
 So a run killed after checkpoint ``k`` and resumed produces, on CPU, the same loss at every later step as a run
 that was never stopped. Each checkpoint also holds its step's metrics line, so a run killed after its last
 checkpoint (before the line reached ``metrics.jsonl``, or before anyone read the result) resumes to the same
-metrics file and the same result, losses included, without running a step.
+metrics log and the same result, losses included, without running a step.
 
 Run folder::
 
-    metrics.jsonl    one JSON object per optimizer step (see ``_step_metrics``)
+    metrics.jsonl    the metrics log: one JSON object per optimizer step (see ``_step_metrics``)
     checkpoints/     see ``gptcore.checkpoint``
 
 Command line (one process, or ``torchrun --nproc_per_node N -m gptcore.train …`` for DDP)::
@@ -44,16 +45,13 @@ from torch.nn.parallel import DistributedDataParallel
 from gptcore.checkpoint import (capture_rng_state, latest_checkpoint, load_checkpoint, restore_rng_state,
                                 save_checkpoint)
 from gptcore.data import TokenDataset
-from gptcore.files import atomic_write_text
+from gptcore.metrics_log import METRICS_LOG_FILE, append_metrics_log, truncate_metrics_log
 from gptcore.model import GPT, GPTConfig, config_from_preset
-from gptcore.schedule import lr_at
+from gptcore.runtime import PRECISIONS, autocast_context, init_distributed, peak_flops, resolve_device
+from gptcore.schedule import cosine_lr_at
 
-METRICS_FILE = "metrics.jsonl"
 CHECKPOINT_FORMAT = 2  # 2: optimizer state keyed by parameter name
-PRECISIONS = ("fp32", "bf16", "fp16")
 PARALLEL = ("ddp", "fsdp")
-# Dense bf16 tensor-core peaks (vendor datasheets), the usual denominator of model FLOPs utilisation.
-PEAK_BF16_FLOPS = {"H200": 989e12, "H100": 989e12, "A100": 312e12}
 
 
 @dataclass
@@ -81,7 +79,7 @@ class TrainConfig:
     seed: int = 1337
     device: str = "auto"  # "auto" = CUDA when available, else CPU; under torchrun the local rank's GPU
     parallel: str = "ddp"  # under torchrun: "ddp" replicates the model; "fsdp" shards weights, grads, AdamW state
-    init_from: str | None = None  # checkpoint whose weights start a new run (continued pretraining); fresh optimizer
+    init_checkpoint: str | None = None  # weights that start a new run (continued pretraining); fresh optimizer
 
     def __post_init__(self) -> None:
         for name in ("batch_size", "grad_accum", "eval_every", "eval_batches", "checkpoint_every"):
@@ -121,7 +119,7 @@ def train(model_config: GPTConfig, train_config: TrainConfig, tokens_folder: str
     Under ``torchrun`` (``WORLD_SIZE`` > 1) every process calls this; the first one writes the run folder.
     ``verify_tokens=False`` skips hashing the shards, for a caller that has just verified them.
     """
-    started_group = _init_distributed(train_config.device)
+    started_group = init_distributed(train_config.device)
     try:
         result = _Trainer(model_config, train_config, Path(tokens_folder), Path(out_dir), resume, log,
                           verify_tokens).run()
@@ -142,7 +140,7 @@ class _Trainer:
         self.rank = dist.get_rank() if dist.is_initialized() else 0
         self.world = dist.get_world_size() if dist.is_initialized() else 1
         self.is_main = self.rank == 0
-        self.device = _resolve_device(config.device)
+        self.device = resolve_device(config.device)
         self.seq_len = config.seq_len or model_config.block_size
         if self.seq_len > model_config.block_size:
             raise ValueError(f"seq_len {self.seq_len} exceeds the model's block_size {model_config.block_size}: "
@@ -155,14 +153,14 @@ class _Trainer:
         self.tokens_per_step = config.batch_size * self.seq_len * config.grad_accum * self.world
         self.decay_steps = (config.decay_steps or config.max_steps
                             or math.ceil(config.max_tokens / self.tokens_per_step))
-        self.autocast = _autocast(config.precision, self.device)
+        self.autocast = autocast_context(config.precision, self.device)
 
         torch.manual_seed(config.seed)  # same initial weights in every process
         self.model_config = model_config
         self.model = GPT(model_config).to(self.device)
         self.checkpoint = latest_checkpoint(out_dir) if resume else None
-        if self.checkpoint is None and config.init_from:
-            self._initialize_from(Path(config.init_from))
+        if self.checkpoint is None and config.init_checkpoint:
+            self._initialize_from(Path(config.init_checkpoint))
         self.sharded = self.world > 1 and config.parallel == "fsdp"
         if self.sharded:
             _fully_shard(self.model)  # in place: parameters become shards, so the optimizer is built after this
@@ -176,7 +174,7 @@ class _Trainer:
         else:
             torch.manual_seed(config.seed + self.rank)  # different dropout masks in every process
         if self.is_main:
-            _truncate_metrics(out_dir / METRICS_FILE, self.step, self.resumed_metrics)
+            truncate_metrics_log(out_dir / METRICS_LOG_FILE, self.step, self.resumed_metrics)
 
         runner: torch.nn.Module = torch.compile(self.model) if config.compile else self.model
         if self.world > 1 and not self.sharded:
@@ -184,7 +182,7 @@ class _Trainer:
                                              else None)
         self.runner = runner
         self.flops_per_token = self.model.estimate_flops_per_token(self.seq_len)
-        self.peak_flops = _peak_flops(self.device)
+        self.peak_flops = peak_flops(self.device)
 
     # -- the loop -------------------------------------------------------------------------------------------
 
@@ -210,7 +208,7 @@ class _Trainer:
             if self.step % self.config.checkpoint_every == 0 or stopped_by:
                 self._save(elapsed, metrics)
             if self.is_main:
-                _append_metrics(self.out_dir / METRICS_FILE, metrics)
+                append_metrics_log(self.out_dir / METRICS_LOG_FILE, metrics)
                 if self.log is not None:
                     self.log(metrics)
         return TrainResult(step=self.step, tokens_seen=self.tokens_seen, stopped_by=stopped_by, loss=loss,
@@ -220,7 +218,7 @@ class _Trainer:
     def _optimizer_step(self) -> tuple[float, float, float]:
         """One optimizer step over ``grad_accum`` micro-batches; returns (lr, mean loss, pre-clip grad norm)."""
         config = self.config
-        lr = lr_at(self.step, max_lr=config.max_lr, min_lr=config.min_lr, warmup_steps=config.warmup_steps,
+        lr = cosine_lr_at(self.step, max_lr=config.max_lr, min_lr=config.min_lr, warmup_steps=config.warmup_steps,
                    decay_steps=self.decay_steps)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
@@ -314,7 +312,7 @@ class _Trainer:
                 "step": self.step,
                 "tokens_seen": self.tokens_seen,
                 "elapsed_s": elapsed,
-                "metrics": metrics,  # this step's metrics line, restored if a kill kept it from the metrics file
+                "metrics": metrics,  # this step's metrics line, restored if a kill kept it from the metrics log
                 "lr_schedule": {"max_lr": self.config.max_lr, "min_lr": self.config.min_lr,
                                 "warmup_steps": self.config.warmup_steps, "decay_steps": self.decay_steps},
                 "rng": rng_states,
@@ -328,7 +326,7 @@ class _Trainer:
     def _initialize_from(self, path: Path) -> None:
         state = load_checkpoint(path)
         if state["model_config"] != asdict(self.model_config):
-            raise ValueError(f"init_from {path} holds a different model ({state['model_config']}) than requested "
+            raise ValueError(f"init_checkpoint {path} holds a different model ({state['model_config']}) than requested "
                              f"({asdict(self.model_config)}): continue training with the same model configuration")
         self.model.load_state_dict(state["model"])
 
@@ -446,80 +444,6 @@ def _load_sharded_state(model: torch.nn.Module, optimizer: torch.optim.Optimizer
 
     set_state_dict(model, optimizer, model_state_dict=state["model"], optim_state_dict=state["optimizer"],
                    options=StateDictOptions(full_state_dict=True))
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Process group, device, precision
-
-
-def _init_distributed(device: str) -> bool:
-    """Join the process group ``torchrun`` set up (``WORLD_SIZE`` > 1); True when this call created it."""
-    if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or dist.is_initialized():
-        return False
-    use_cuda = device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())
-    if use_cuda:
-        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
-    dist.init_process_group(backend="nccl" if use_cuda else "gloo")
-    return True
-
-
-def _resolve_device(device: str) -> torch.device:
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    resolved = torch.device(device)
-    if resolved.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ValueError(f"device {device!r} requested but CUDA is not available: use device='cpu'")
-        if resolved.index is None:
-            resolved = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-    return resolved
-
-
-def _autocast(precision: str, device: torch.device) -> ContextManager:
-    if precision == "fp32":
-        return nullcontext()
-    if precision == "fp16":
-        if device.type != "cuda":
-            raise ValueError("precision 'fp16' needs a CUDA device (loss scaling); use 'bf16' on CPU")
-        return torch.autocast("cuda", dtype=torch.float16)
-    if device.type == "cuda" and not torch.cuda.is_bf16_supported():
-        raise ValueError(f"{torch.cuda.get_device_name(device)} has no bf16 support: use precision='fp16'")
-    return torch.autocast(device.type, dtype=torch.bfloat16)
-
-
-def _peak_flops(device: torch.device) -> float | None:
-    if device.type != "cuda":
-        return None
-    name = torch.cuda.get_device_name(device)
-    return next((flops for key, flops in PEAK_BF16_FLOPS.items() if key in name), None)
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Metrics file
-
-
-def _append_metrics(path: Path, metrics: dict[str, Any]) -> None:
-    with open(path, "a") as fh:
-        fh.write(json.dumps(metrics) + "\n")
-
-
-def _truncate_metrics(path: Path, keep_through_step: int, line_of_step: dict[str, Any] | None = None) -> None:
-    """Make the metrics file end at the checkpoint being resumed: drop lines of later steps (a killed run logged
-    them; they will be redone) and restore the checkpoint's own line when the kill came before it was written."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    kept = []
-    if path.is_file() and keep_through_step > 0:
-        kept = [line for line in path.read_text().splitlines()
-                if line.strip() and json.loads(line)["step"] <= keep_through_step]
-    if line_of_step is not None and (not kept or json.loads(kept[-1])["step"] < keep_through_step):
-        kept.append(json.dumps(line_of_step))
-    atomic_write_text(path, "".join(line + "\n" for line in kept))
-
-
-def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
-    """The run's metrics, one dict per optimizer step."""
-    path = Path(run_dir) / METRICS_FILE
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
 # ---------------------------------------------------------------------------------------------------------------

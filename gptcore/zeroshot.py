@@ -20,21 +20,14 @@ from __future__ import annotations
 import math
 from collections import Counter
 from dataclasses import dataclass
-from typing import Protocol, Sequence
+from typing import Sequence
 
 import torch
 
 from gptcore.contamination import normalized_words
-from gptcore.generate import generate
+from gptcore.encoding import Encoder
+from gptcore.generate import generate_text
 from gptcore.model import GPT
-
-
-class Encoder(Protocol):
-    eot_id: int
-
-    def encode(self, text: str) -> list[int]: ...
-
-    def decode(self, ids: list[int]) -> str: ...
 
 
 class TaskDataError(ValueError):
@@ -184,13 +177,11 @@ def complete(model: GPT, encoder: Encoder, prompt: str, config: CompletionConfig
     if room < 1:
         raise ValueError(f"max_new_tokens={config.max_new_tokens} leaves no room for a prompt in block_size "
                          f"{model.config.block_size}")
-    ids = ([encoder.eot_id] + encoder.encode(prompt))[-room:]  # a long text loses its start, never the instruction
-    generator = torch.Generator(device=device).manual_seed(config.seed)
     temperature = 0.0 if config.top_k is None else 1.0
-    out = generate(model, torch.tensor([ids], device=device), config.max_new_tokens, temperature=temperature,
-                   top_k=config.top_k, generator=generator, eos_id=encoder.eot_id)
-    new = [t for t in out[0, len(ids):].tolist() if t != encoder.eot_id]
-    text = encoder.decode(new).lstrip()  # the answer may start on the line after the instruction
+    text = generate_text(model, encoder, prompt, config.max_new_tokens, temperature=temperature, top_k=config.top_k,
+                         seed=config.seed, max_prompt_tokens=room,  # a long text loses its start, never the instruction
+                         device=device)
+    text = text.lstrip()  # the answer may start on the line after the instruction
     return text.split(config.stop, 1)[0] if config.stop else text
 
 

@@ -4,9 +4,11 @@ Test modules import these from here, never from one another, so each test file c
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import pydoc
 import random
+from collections.abc import Iterator
 from pathlib import Path
 
 import pyarrow as pa
@@ -14,14 +16,21 @@ from prefect import flow
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
 from data_contracts.gate import GateReport
+from flows.app.demo import prepare_inputs
+from flows.app.demo_parameters import demo_parameters
+from flows.demo.server import DemoServer
+from flows.demo.site import build_site
 from flows.lineage import write_manifest
 from flows.stage import Version, finish_version, start_version
 from flows.store import DataRoot
+from flows.tokenize_corpus import tokenize
+from flows.train_tokenizer import train_tokenizer
 from gptcore.corpus.records import DOC_SCHEMA, doc_id_for
 from gptcore.encoding import EOT_TOKEN
 from gptcore.files import atomic_write_table
 from gptcore.shards import ShardStats, ShardWriter, SplitRule, write_index
 from gptcore.taskdata import ClassificationExample
+from tests import webhosts
 
 # --- corpus versions -------------------------------------------------------------------------------------------
 
@@ -58,6 +67,35 @@ LENIENT = {"min_alpha_word_fraction": 0.3, "max_duplicate_ngram_char_fraction": 
            "max_duplicate_paragraph_fraction": 1.0, "max_duplicate_paragraph_char_fraction": 1.0}
 
 
+def publish_tokens(root: DataRoot) -> DataRoot:
+    """Corpus ``c1`` (12 pydoc modules), tokenizer ``t1`` (512 ids) and tokens ``k1`` (10% validation) in ``root``."""
+    publish_corpus(root, "c1", MODULES[:12])
+    train_tokenizer(corpus="c1", version="t1", data_root=root.url, vocab_size=512, holdout_fraction=0.1)
+    tokenize(version="k1", data_root=root.url, validation_fraction=0.1)
+    return root
+
+
+# TrainConfig fields of a short run of the tiny preset (pretrain's ``train`` parameter)
+TINY_TRAIN = {"max_steps": 40, "warmup_steps": 5, "max_lr": 3e-3, "eval_every": 20, "eval_batches": 2,
+              "checkpoint_every": 20, "batch_size": 8}
+# The pipeline's ``pretrain`` stage for a tiny model that clearly learns the pydoc corpus
+TINY_PIPELINE_PRETRAIN = {"preset": "tiny", "model": {"block_size": 128},
+                          "train": {"max_steps": 120, "warmup_steps": 10, "max_lr": 5e-3, "eval_every": 60,
+                                    "eval_batches": 2, "checkpoint_every": 60, "batch_size": 8}}
+
+
+@contextlib.contextmanager
+def served_demo_inputs(folder: Path, host: str, n_pages: int) -> Iterator[dict]:
+    """The demo web (``n_pages`` pydoc pages) served on ``host`` at the fixed ports, its dump and text files, and
+    the demo's build-corpus parameters with the fetcher allowed to reach ``host``."""
+    pages = build_site(folder / "site", n_pages=n_pages)
+    with DemoServer(folder / "site", webhosts.PAGES_PORT, host=host) as server, \
+            DemoServer(folder / "site", webhosts.SLOW_PORT, delay_s=5.0, host=host) as slow:
+        dump, texts = prepare_inputs(folder, server.base_url, slow.base_url, pages)
+        params = demo_parameters(dump, texts)
+        yield {"dump": dump, "texts": texts, "params": params | {"fetch": params["fetch"] | {"allow_hosts": [host]}}}
+
+
 # --- tokenizers and token folders ---------------------------------------------------------------------------
 
 def train_byte_level_bpe(lines: list[str], vocab_size: int, path: Path, eot_last: bool = False) -> Path:
@@ -87,6 +125,11 @@ def tokens_folder(folder: Path, shards: dict[str, list[list[int]]], vocab_size: 
     write_index(folder, vocab_size=vocab_size, eot_id=0, tokenizer_sha256="0" * 64, split_rule=SplitRule(0.1),
                 shards=stats)
     return folder
+
+
+def train_val_tokens(folder: Path, train_docs: list[list[int]], val_docs: list[list[int]], vocab_size: int) -> Path:
+    """A tokens folder with one train and one val shard (EOT id 0)."""
+    return tokens_folder(folder, {"train_000000.bin": train_docs, "val_000000.bin": val_docs}, vocab_size)
 
 
 # --- tasks ------------------------------------------------------------------------------------------------------

@@ -13,25 +13,15 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from flows.app.demo import prepare_inputs
-from flows.app.demo_parameters import demo_parameters
 from flows.store import DataRoot
 from tests import webhosts
+from tests.builders import served_demo_inputs
 
 
 @pytest.fixture(scope="module")
 def demo_inputs(tmp_path_factory):
-    from flows.demo.server import DemoServer
-    from flows.demo.site import build_site
-
-    folder = tmp_path_factory.mktemp("demo")
-    pages = build_site(folder / "site", n_pages=24)
-    host = webhosts.BUILD_CORPUS
-    with DemoServer(folder / "site", webhosts.PAGES_PORT, host=host) as server, \
-            DemoServer(folder / "site", webhosts.SLOW_PORT, delay_s=5.0, host=host) as slow:
-        dump, texts = prepare_inputs(folder, server.base_url, slow.base_url, pages)
-        yield {"dump": dump, "texts": texts,
-               "params": demo_parameters(dump, texts) | {"shard_size": 10, "allow_hosts": [host]}}
+    with served_demo_inputs(tmp_path_factory.mktemp("demo"), webhosts.BUILD_CORPUS, n_pages=24) as inputs:
+        yield inputs | {"params": inputs["params"] | {"shard_size": 10}}
 
 
 @pytest.fixture(scope="module")
@@ -86,7 +76,7 @@ def test_corpus_rebuilds_from_its_warc_without_refetching(first_build, demo_inpu
     from flows.build_corpus import build_corpus
 
     warcs = [str(p) for p in sorted((first_build / "warc").glob("*.warc.gz"))]
-    rebuilt = Path(build_corpus(warcs=warcs, version="w1", data_root=str(tmp_path), quality=demo_inputs["params"]["quality"]))
+    rebuilt = Path(build_corpus(warcs=warcs, version="w1", data_root=str(tmp_path), process=demo_inputs["params"]["process"]))
     # Same pages extracted (kept or deduplicated; which near-duplicate wins depends on scores the WARC lacks) …
     assert _extracted_pages(rebuilt) == _extracted_pages(first_build)
     # … and the same text wherever both kept a page.

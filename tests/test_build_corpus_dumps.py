@@ -31,8 +31,9 @@ def test_the_same_dump_passed_twice_keeps_each_submission_once_and_passes_the_ga
     dump = write_dump(tmp_path / "RS_2019-06.zst", records)
 
     out = Path(build_corpus(dumps=[str(dump), str(dump)], version="twice", data_root=str(tmp_path / "data"),
-                            allow_hosts=[webhosts.BUILD_CORPUS_DUMPS], respect_robots=False, min_words=1, languages=["en"],
-                            connect_timeout_s=2.0, read_timeout_s=2.0))
+                            fetch={"allow_hosts": [webhosts.BUILD_CORPUS_DUMPS], "respect_robots": False,
+                                   "connect_timeout_s": 2.0, "read_timeout_s": 2.0},
+                            process={"quality": {"min_words": 1, "languages": ["en"]}}))
 
     reddit = json.loads((out / "manifest.json").read_text())["counts"]["accounting"]["reddit"]
     assert reddit["inputs"] == 2 * len(records) == reddit["kept"] + reddit["rejected"]

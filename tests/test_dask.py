@@ -57,8 +57,9 @@ def outputs(folder: str) -> dict[str, str]:
 def test_build_corpus_on_dask_gives_the_same_corpus_as_a_local_run(warcs, dask_address, tmp_path, prefect_harness):
     from flows.build_corpus import build_corpus
 
-    local = build_corpus(warcs=warcs, version="v1", data_root=str(tmp_path / "local"), min_words=20, quality=LENIENT)
-    on_dask = build_corpus(warcs=warcs, version="v1", data_root=str(tmp_path / "dask"), min_words=20, quality=LENIENT,
+    process = {"quality": {"min_words": 20, **LENIENT}}
+    local = build_corpus(warcs=warcs, version="v1", data_root=str(tmp_path / "local"), process=process)
+    on_dask = build_corpus(warcs=warcs, version="v1", data_root=str(tmp_path / "dask"), process=process,
                            task_runner="dask", dask_address=dask_address)
     assert outputs(on_dask) == outputs(local)
     counts = json.loads((Path(local) / "manifest.json").read_text())["counts"]

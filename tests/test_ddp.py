@@ -11,8 +11,11 @@ import pytest
 import torch.distributed as dist
 
 from gptcore.checkpoint import load_checkpoint
-from gptcore.train import read_metrics
-from test_train import SEQ, VOCAB, write_tokens
+from gptcore.metrics_log import read_metrics_log
+from tests.builders import train_val_tokens
+
+VOCAB = 32
+SEQ = 16
 
 pytestmark = pytest.mark.skipif(not (dist.is_available() and dist.is_gloo_available()),
                                 reason="this torch build has no gloo backend for CPU process groups")
@@ -33,8 +36,8 @@ def run_torchrun(tokens, out, *extra: str) -> list[dict]:
 
 def test_two_processes_train_in_step_and_only_rank_0_writes_the_run(tmp_path):
     rng = np.random.default_rng(0)
-    tokens = write_tokens(tmp_path / "tokens", [rng.integers(1, VOCAB, 3000).tolist()],
-                          [rng.integers(1, VOCAB, 400).tolist()])
+    tokens = train_val_tokens(tmp_path / "tokens", [rng.integers(1, VOCAB, 3000).tolist()],
+                              [rng.integers(1, VOCAB, 400).tolist()], VOCAB)
     out = tmp_path / "run"
     ranks = run_torchrun(tokens, out, "--max-steps", "3", "--dropout", "0.1")
 
@@ -42,7 +45,7 @@ def test_two_processes_train_in_step_and_only_rank_0_writes_the_run(tmp_path):
     assert all(r["step"] == 3 and r["stopped_by"] == "max_steps" for r in ranks)
     assert ranks[0]["params_sha256"] == ranks[1]["params_sha256"], "DDP keeps the replicas identical"
     assert ranks[0]["loss"] == ranks[1]["loss"], "the logged loss is the mean over both processes"
-    metrics = read_metrics(out)
+    metrics = read_metrics_log(out)
     assert [m["step"] for m in metrics] == [1, 2, 3], "one metrics line per step, from rank 0 only"
     assert metrics[-1]["tokens_seen"] == 3 * 2 * 2 * SEQ * 2  # steps · micro-batches · rows · tokens · processes
     state = load_checkpoint(out / "checkpoints" / "step_000003.pt")
@@ -60,8 +63,8 @@ def torch_equal(a, b) -> bool:
 
 def test_fsdp_shards_the_model_and_resumes_from_a_ddp_checkpoint(tmp_path):
     rng = np.random.default_rng(1)
-    tokens = write_tokens(tmp_path / "tokens", [rng.integers(1, VOCAB, 3000).tolist()],
-                          [rng.integers(1, VOCAB, 400).tolist()])
+    tokens = train_val_tokens(tmp_path / "tokens", [rng.integers(1, VOCAB, 3000).tolist()],
+                              [rng.integers(1, VOCAB, 400).tolist()], VOCAB)
     ddp, fsdp = tmp_path / "ddp", tmp_path / "fsdp"
     run_torchrun(tokens, ddp, "--max-steps", "4", "--checkpoint-every", "2")
     run_torchrun(tokens, fsdp, "--max-steps", "2", "--parallel", "fsdp")
@@ -70,8 +73,8 @@ def test_fsdp_shards_the_model_and_resumes_from_a_ddp_checkpoint(tmp_path):
 
     ranks = run_torchrun(tokens, fsdp, "--max-steps", "4", "--parallel", "fsdp")
     assert ranks[0]["params_sha256"] == ranks[1]["params_sha256"]
-    ddp_losses = [m["loss"] for m in read_metrics(ddp)]
-    fsdp_losses = [m["loss"] for m in read_metrics(fsdp)]
+    ddp_losses = [m["loss"] for m in read_metrics_log(ddp)]
+    fsdp_losses = [m["loss"] for m in read_metrics_log(fsdp)]
     assert fsdp_losses == pytest.approx(ddp_losses, rel=1e-5), "FSDP trains the same model as DDP"
 
     # A sharded run's checkpoint resumes unsharded, and the reverse: the state layout is the same.

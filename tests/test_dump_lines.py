@@ -65,7 +65,7 @@ def test_lines_over_the_cap_are_rejected_with_file_line_and_length_and_the_rest_
     path = tmp_path / f"RS_long{suffix}"
     path.write_bytes({".zst": zstandard.ZstdCompressor().compress, ".gz": gzip.compress, ".ndjson": bytes}[suffix](raw))
 
-    result = filter_dump(path, LinkFilterConfig(max_line_bytes=MAX_LINE, workers=2))
+    result = filter_dump(path, LinkFilterConfig(max_line_bytes=MAX_LINE), workers=2)
 
     rejected = _rejects(result, "line_too_long")
     assert [r["item"] for r in rejected] == [f"RS_long{suffix}:{n}" for n in too_long]
@@ -90,12 +90,12 @@ def test_a_line_far_longer_than_the_cap_costs_no_memory_in_proportion(tmp_path):
     assert path.stat().st_size < 100_000
     child = textwrap.dedent(f"""
         import json, resource
-        from gptcore.corpus.dumps import LinkFilterConfig, filter_dump
+        from gptcore.corpus.dumps import filter_dump
         from flows.demo.dumpgen import submission_record, write_dump
         warm = write_dump({str(tmp_path / 'RS_warm.zst')!r}, [submission_record("w", "https://example.com/w")])
-        filter_dump(warm, LinkFilterConfig(workers=2))  # imports, DuckDB, thread pool: not what is measured
+        filter_dump(warm, workers=2)  # imports, DuckDB, thread pool: not what is measured
         before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        result = filter_dump({str(path)!r}, LinkFilterConfig(workers=2))
+        result = filter_dump({str(path)!r}, workers=2)
         grown = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
         print(json.dumps({{"grown_kib": grown, "counts": result.counts, "rejects": result.rejects.to_pylist(),
                            "kept": sorted(i for ids in result.links["submission_ids"].to_pylist() for i in ids)}}))
@@ -152,7 +152,7 @@ def test_a_damaged_zstd_block_loses_only_what_comes_after_it_and_counts_the_tail
     path = tmp_path / "RS_bad.zst"
     path.write_bytes(frames[0] + bytes(middle) + frames[2])
 
-    result = filter_dump(path, LinkFilterConfig(workers=2))
+    result = filter_dump(path, workers=2)
 
     # what decodes before the damaged block: the first frame, and the second one cut where the block starts
     decodable = b"".join(zstandard.ZstdDecompressor(max_window_size=2**31).decompressobj().decompress(frame)
@@ -184,7 +184,7 @@ def test_a_damaged_gzip_block_loses_only_what_comes_after_it(tmp_path):
     path = tmp_path / "RS_bad.gz"
     path.write_bytes(bytes(damaged))
 
-    result = filter_dump(path, LinkFilterConfig(workers=2))
+    result = filter_dump(path, workers=2)
 
     assert _kept_ids(result) == [f"s{i}" for i in range(7 * 500)]
     assert result.counts["records_read"] == 7 * 500

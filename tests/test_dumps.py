@@ -10,8 +10,9 @@ import pyarrow as pa
 import pytest
 
 from gptcore.corpus import dump_lines, dumps
+from gptcore.corpus.dump_lines import DumpReadError
 from gptcore.corpus.dumps import (
-    LINK_SCHEMA, REASONS, DumpReadError, KeptSubmission, LinkFilterConfig, classify_record, filter_dump, merge_links,
+    LINK_SCHEMA, REASONS, KeptSubmission, LinkFilterConfig, classify_record, filter_dump, merge_links,
 )
 from gptcore.corpus.records import REJECT_SCHEMA, doc_id_for
 from flows.demo.dumpgen import submission_record as submission, write_dump
@@ -107,7 +108,9 @@ def test_missing_flags_count_as_false_and_missing_texts_as_empty(tmp_path: Path)
 
 def test_date_range_is_half_open_on_created_utc(tmp_path: Path) -> None:
     records = [submission(f"t{t}", f"https://example.com/{t}", created_utc=t) for t in (99, 100, 150, 199, 200)]
-    result = filter_dump(write_dump(tmp_path / "RS_d.zst", records), LinkFilterConfig(start_utc=100, end_utc=200))
+    # created_utc 100 and 200
+    config = LinkFilterConfig(start_date="1970-01-01T00:01:40", end_date="1970-01-01T00:03:20")
+    result = filter_dump(write_dump(tmp_path / "RS_d.zst", records), config)
     assert sorted(i for ids in result.links["submission_ids"].to_pylist() for i in ids) == ["t100", "t150", "t199"]
     assert _reasons_by_item(result) == {"t99": "out_of_date_range", "t200": "out_of_date_range"}
 
@@ -124,8 +127,8 @@ def test_config_can_allow_nsfw_lower_the_score_bar_and_block_more_domains(tmp_pa
 
 
 def test_config_rejects_an_empty_date_range() -> None:
-    with pytest.raises(ValueError, match="start_utc"):
-        LinkFilterConfig(start_utc=200, end_utc=200)
+    with pytest.raises(ValueError, match="start_date"):
+        LinkFilterConfig(start_date="2019-01-01", end_date="2019-01-01")
 
 
 def test_the_same_page_linked_many_times_becomes_one_link(tmp_path: Path) -> None:
@@ -178,8 +181,8 @@ def _mixed_records(n: int, seed: int) -> list[dict | bytes]:
 def test_fast_path_decides_exactly_like_classify_record_line_by_line(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setattr(dump_lines, "CHUNK_BYTES", 16_384)  # many chunks: exercises chunk edges and line numbering
     records = _mixed_records(3000, seed=1)
-    config = LinkFilterConfig(start_utc=1100, end_utc=3900, workers=2)
-    result = filter_dump(write_dump(tmp_path / "RS_mix.zst", records), config)
+    config = LinkFilterConfig(start_date="1970-01-01T00:18:20", end_date="1970-01-01T01:05:00")  # 1100, 3900
+    result = filter_dump(write_dump(tmp_path / "RS_mix.zst", records), config, workers=2)
 
     expected_reasons, expected_kept = {}, set()
     for line_no, record in enumerate(records, start=1):
@@ -205,7 +208,7 @@ def test_fast_path_decides_exactly_like_classify_record_line_by_line(tmp_path: P
 def test_worker_count_does_not_change_the_result(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setattr(dump_lines, "CHUNK_BYTES", 8192)
     path = write_dump(tmp_path / "RS_mix.zst", _mixed_records(1000, seed=2))
-    one, three = filter_dump(path, LinkFilterConfig(workers=1)), filter_dump(path, LinkFilterConfig(workers=3))
+    one, three = filter_dump(path, workers=1), filter_dump(path, workers=3)
     assert one.links.equals(three.links)
     assert one.rejects.sort_by("item").equals(three.rejects.sort_by("item"))
     assert one.counts == three.counts

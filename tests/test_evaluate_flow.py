@@ -12,11 +12,10 @@ import pytest
 
 from data_contracts.evaluate import validate_results
 from flows.store import DataRoot
-from tests.test_pretrain_flow import TRAIN
-from tests.builders import MODULES, publish_corpus
+from tests.builders import MODULES, TINY_TRAIN, publish_corpus
 
 TRAINED_ON = MODULES[:6]
-RUN = {**TRAIN, "max_steps": 30, "checkpoint_every": 15, "eval_every": 15}
+RUN = {**TINY_TRAIN, "max_steps": 30, "checkpoint_every": 15, "eval_every": 15}
 WORDS = ("river", "lantern", "quietly", "seven", "harbour", "folded", "maps", "under", "amber", "clouds", "the", "a",
          "walked", "towards", "old", "bridges", "while", "gulls", "argued", "over", "bread", "and", "salt")
 
@@ -61,7 +60,7 @@ def run_root(tmp_path_factory, prefect_harness) -> DataRoot:
     publish_corpus(root, "c1", TRAINED_ON)
     train_tokenizer(corpus="c1", version="t1", data_root=root.url, vocab_size=512, holdout_fraction=0.1)
     tokenize(version="k1", data_root=root.url, validation_fraction=0.1)
-    pretrain(run="r1", data_root=root.url, **RUN)
+    pretrain(version="r1", data_root=root.url, preset="tiny", train=RUN)
     return root
 
 

@@ -11,13 +11,14 @@ import pytest
 import torch
 
 from gptcore import metrics
-from gptcore.checkpoint import CHECKPOINT_DIR, LATEST, latest_checkpoint, load_checkpoint, save_checkpoint
-from gptcore.finetune import (FinetuneConfig, evaluate_task, finetune, load_task_run, lr_at, predict,
-                              training_losses)
+from gptcore.checkpoint import CHECKPOINT_DIR, LATEST, latest_checkpoint, load_checkpoint, load_model, save_checkpoint
+from gptcore.finetune import FinetuneConfig, evaluate_task, finetune, load_task_run, predict, training_losses
+from gptcore.metrics_log import read_metrics_log
 from gptcore.model import GPT, GPTConfig
+from gptcore.schedule import linear_lr_at
 from gptcore.taskdata import MultipleChoiceExample
 from gptcore.tasks import TaskSpec
-from gptcore.train import params_sha256, read_metrics
+from gptcore.train import params_sha256
 from tests.builders import sentiment, train_byte_level_bpe
 
 @pytest.fixture(scope="module")
@@ -43,7 +44,7 @@ def test_fine_tuning_learns_a_simple_classification_and_the_run_scores_its_test_
     scores = evaluate_task(tmp_path / "ft", sentiment(60, seed=2))
     assert scores["n"] == 60 and scores["accuracy"] >= 0.9
     assert set(scores) == {"n", "accuracy", "macro_f1", "matthews", "binary_f1"}
-    steps = read_metrics(tmp_path / "ft")
+    steps = read_metrics_log(tmp_path / "ft")
     assert [m["step"] for m in steps] == list(range(1, 51)) and all(m["lm_loss"] > 0 for m in steps)
 
 
@@ -51,7 +52,7 @@ def test_lambda_zero_switches_the_auxiliary_lm_loss_off(pretrained, tmp_path):
     run, tokenizer = pretrained
     finetune(run, tokenizer, TaskSpec("classification", ("neg", "pos")), sentiment(32, seed=1),
              FinetuneConfig(**{**FAST, "aux_lm_weight": 0.0, "epochs": 1}), tmp_path / "ft")
-    assert all(m["lm_loss"] is None and m["loss"] == m["task_loss"] for m in read_metrics(tmp_path / "ft"))
+    assert all(m["lm_loss"] is None and m["loss"] == m["task_loss"] for m in read_metrics_log(tmp_path / "ft"))
 
 
 def test_a_killed_run_resumes_to_the_same_weights_as_an_uninterrupted_one(pretrained, tmp_path):
@@ -71,7 +72,7 @@ def test_a_killed_run_resumes_to_the_same_weights_as_an_uninterrupted_one(pretra
     result = finetune(run, tokenizer, spec, examples, config, tmp_path / "killed")
     assert result.step == 8
     assert params_sha256(load_task_run(tmp_path / "killed")[0]) == params_sha256(whole)
-    assert [m["step"] for m in read_metrics(tmp_path / "killed")] == list(range(1, 9))
+    assert [m["step"] for m in read_metrics_log(tmp_path / "killed")] == list(range(1, 9))
 
 
 def drop_last_metrics_line(run: Path) -> None:
@@ -103,17 +104,17 @@ def test_a_run_killed_after_its_last_checkpoint_reruns_to_the_result_of_an_unkil
     config = FinetuneConfig(**{**FAST, "epochs": 2, "checkpoint_every": 3})  # 8 steps, checkpoints at 3, 6, 8
     out = tmp_path / "ft"
     whole = finetune(run, tokenizer, spec, examples, config, out)
-    metrics, test_metrics = read_metrics(out), evaluate_task(out, test)
+    metrics, test_metrics = read_metrics_log(out), evaluate_task(out, test)
     KILLED_AFTER_THE_LAST_CHECKPOINT[kill_point](out)
 
     rerun = finetune(run, tokenizer, spec, examples, config, out)
     assert (rerun.step, rerun.total_steps, rerun.checkpoint) == (whole.step, whole.total_steps, whole.checkpoint)
     assert evaluate_task(out, test) == test_metrics
     if kill_point == "before its metrics line, checkpoint without one":
-        assert rerun.loss is None and read_metrics(out) == metrics[:-1], "nothing to restore the line from"
+        assert rerun.loss is None and read_metrics_log(out) == metrics[:-1], "nothing to restore the line from"
     else:
         assert rerun.loss == whole.loss and rerun.loss is not None and math.isfinite(rerun.loss)
-        assert read_metrics(out) == metrics and training_losses(out) == [m["loss"] for m in metrics], \
+        assert read_metrics_log(out) == metrics and training_losses(out) == [m["loss"] for m in metrics], \
             "the same metrics file, every line once"
 
 
@@ -142,9 +143,7 @@ def test_a_fine_tuned_checkpoint_is_also_a_language_model_checkpoint(pretrained,
     run, tokenizer = pretrained
     finetune(run, tokenizer, TaskSpec("classification", ("neg", "pos")), sentiment(16, seed=3),
              FinetuneConfig(**{**FAST, "epochs": 1}), tmp_path / "ft")
-    state = load_checkpoint(tmp_path / "ft" / CHECKPOINT_DIR / "step_000001.pt")
-    model = GPT(GPTConfig(**state["model_config"]))
-    model.load_state_dict(state["model"])
+    model = load_model(tmp_path / "ft" / CHECKPOINT_DIR / "step_000001.pt")
     assert model.config.vocab_size == 303  # the pretrained 300 + start, delimiter, extract
 
 
@@ -161,9 +160,9 @@ def test_multiple_choice_predicts_a_choice_index_per_example(pretrained, tmp_pat
 
 
 def test_learning_rate_warms_up_linearly_then_decays_linearly_to_zero():
-    rates = [lr_at(step, 1.0, warmup_steps=2, total_steps=6) for step in range(6)]
+    rates = [linear_lr_at(step, max_lr=1.0, warmup_steps=2, total_steps=6) for step in range(6)]
     assert rates == pytest.approx([0.5, 1.0, 1.0, 0.75, 0.5, 0.25])
-    assert lr_at(6, 1.0, 2, 6) == 0.0
+    assert linear_lr_at(6, max_lr=1.0, warmup_steps=2, total_steps=6) == 0.0
 
 
 # -- gptcore.metrics ---------------------------------------------------------------------------------------------

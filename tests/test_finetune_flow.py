@@ -7,18 +7,18 @@ from pathlib import Path
 import pytest
 
 from flows.store import DataRoot, StoreError
-from tests.builders import sentiment
-from tests.test_pretrain_flow import TRAIN, tokens_root  # noqa: F401  (module fixture: corpus → tokens)
+from tests.builders import TINY_TRAIN, publish_tokens, sentiment
 
-FAST = {"task": "classification", "epochs": 2, "batch_size": 8, "lr": 1e-3, "seed": 0}
+FAST = {"task": "classification", "finetune": {"epochs": 2, "batch_size": 8, "lr": 1e-3, "seed": 0}}
 
 
 @pytest.fixture(scope="module")
-def pretrained_root(tokens_root, prefect_harness) -> DataRoot:  # noqa: F811
+def pretrained_root(tmp_path_factory, prefect_harness) -> DataRoot:
     from flows.pretrain import pretrain
 
-    pretrain(run="p1", data_root=tokens_root.url, **TRAIN)
-    return tokens_root
+    root = publish_tokens(DataRoot.from_env(str(tmp_path_factory.mktemp("data"))))
+    pretrain(version="p1", data_root=root.url, preset="tiny", train=TINY_TRAIN)
+    return root
 
 
 def write_jsonl(path: Path, records: list[dict]) -> str:
@@ -47,8 +47,8 @@ def test_a_finetune_run_records_the_pretrained_run_and_input_files_and_its_test_
     from gptcore.finetune import evaluate_task
     from gptcore.taskdata import load_task_file
 
-    run = Path(finetune(train=task_files["train"], test=task_files["test"], run="f1", data_root=pretrained_root.url,
-                        **FAST))
+    run = Path(finetune(train=task_files["train"], test=task_files["test"], version="f1",
+                        data_root=pretrained_root.url, **FAST))
     manifest = json.loads((run / "manifest.json").read_text())
     pretrained, train, test = manifest["upstream"]
     assert (pretrained["stage"], pretrained["version"]) == ("runs", "p1")  # the newest pretrain run by default
@@ -74,7 +74,7 @@ def test_the_input_contract_stops_unknown_labels_and_train_test_leaks_before_tra
     from flows.finetune import finetune
 
     with pytest.raises(GateFailed, match=expectation):
-        finetune(train=task_files["train"], test=task_files[test_file], run="bad", data_root=pretrained_root.url,
+        finetune(train=task_files["train"], test=task_files[test_file], version="bad", data_root=pretrained_root.url,
                  **FAST)
     assert "bad" not in pretrained_root.versions("runs")
     assert not (pretrained_root.local_path / "runs" / ".bad.partial").exists()  # no training was started
@@ -87,18 +87,18 @@ def test_a_crashed_run_reruns_to_the_same_result_and_refuses_changed_parameters(
     from gptcore.finetune import load_task_run
 
     params = {**FAST, "train": task_files["train"], "test": task_files["test"], "data_root": pretrained_root.url,
-              "pretrained": "p1", "checkpoint_every": 4}
-    whole = Path(flow_module.finetune(run="f-whole", **params))
+              "pretrained": "p1", "finetune": {**FAST["finetune"], "checkpoint_every": 4}}
+    whole = Path(flow_module.finetune(version="f-whole", **params))
 
     def crash(*args, **kwargs):
         raise RuntimeError("killed after training")
     with monkeypatch.context() as patch:
         patch.setattr(flow_module, "score_test", crash)
         with pytest.raises(RuntimeError, match="killed"):
-            flow_module.finetune(run="f-crash", **params)
+            flow_module.finetune(version="f-crash", **params)
     with pytest.raises(StoreError, match="changed"):
-        flow_module.finetune(run="f-crash", **{**params, "lr": 5e-4})
-    resumed = Path(flow_module.finetune(run="f-crash", **params))
+        flow_module.finetune(version="f-crash", **{**params, "finetune": {**params["finetune"], "lr": 5e-4}})
+    resumed = Path(flow_module.finetune(version="f-crash", **params))
     assert params_sha256(load_task_run(resumed)[0]) == params_sha256(load_task_run(whole)[0])
     assert json.loads((resumed / "manifest.json").read_text())["counts"]["test_accuracy"] == \
         json.loads((whole / "manifest.json").read_text())["counts"]["test_accuracy"]
@@ -113,7 +113,7 @@ def test_a_task_file_url_outside_the_data_root_is_refused_before_anything_is_fet
     with Site() as site:
         site.routes["/train.jsonl"] = lambda h: h.reply(200, Path(task_files["train"]).read_bytes())
         with pytest.raises(TaskInputRefused, match="download the file first"):
-            finetune(train=site.url("/train.jsonl"), test=task_files["test"], run="url", data_root=pretrained_root.url,
-                     **FAST)
+            finetune(train=site.url("/train.jsonl"), test=task_files["test"], version="url",
+                     data_root=pretrained_root.url, **FAST)
         assert site.hits == {}
     assert "url" not in pretrained_root.versions("runs")

@@ -1,4 +1,4 @@
-"""One name rule for every name that becomes a path: versions, runs, registries, cycles, pipeline and task names,
+"""One name rule for every name that becomes a path: versions, runs, registries, cycles, fine-tuning task names,
 and upstream names read back from manifests. A bad name is refused with an error naming the parameter, the value,
 the rule and an example; nothing is ever created outside the data root."""
 from __future__ import annotations
@@ -10,7 +10,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from flows.lineage import format_lineage, lineage_graph, refused_upstream, upstream_of, walk_lineage, write_manifest
+from flows.cards import format_lineage, lineage_graph
+from flows.lineage import refused_upstream, upstream_of, walk_lineage, write_manifest
 from flows.registry import Registry
 from flows.stage import resolve_version, start_version
 from flows.store import STAGES, DataRoot, StoreError
@@ -195,9 +196,9 @@ def _flow_calls(base: Path) -> list[tuple[str, str, dict]]:
         ("pretrain", "tokens version", {"tokens": bad}),
         ("finetune", "run", {"task": "classification", "train": "x", "test": "x", "pretrained": bad}),
         ("evaluate", "run", {"runs": [bad]}),
-        ("pipeline", "pipeline name", {"name": bad}),
-        ("pipeline", "finetune task name", {"name": "p1", "finetune": [{"name": bad}]}),
-        ("pipeline", "finetune run name", {"name": "p" * 60, "finetune": [{"name": "fortunes"}]}),
+        ("pipeline", "pipeline version", {"version": bad}),
+        ("pipeline", "finetune task name", {"version": "p1", "finetune": [{"name": bad}]}),
+        ("pipeline", "finetune run version", {"version": "p" * 60, "finetune": [{"name": "fortunes"}]}),
         ("retrain", "registry", {"registry": bad, "dumps_dir": str(base / "dumps")}),
     ]
 

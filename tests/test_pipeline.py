@@ -14,14 +14,13 @@ import httpx
 import pytest
 
 from gptcore.taskgen import next_sentence_choices
-from tests.builders import MODULES
+from tests.builders import MODULES, TINY_PIPELINE_PRETRAIN
 
 QUALITY = {"min_alpha_word_fraction": 0.5, "max_duplicate_line_fraction": 0.9, "max_duplicate_line_char_fraction": 0.9, "max_duplicate_paragraph_fraction": 0.9,
            "max_duplicate_paragraph_char_fraction": 0.9,
            "max_duplicate_ngram_char_fraction": [[n, 0.6] for n in range(5, 11)]}
 HELD_OUT = ["datetime", "decimal", "inspect", "random", "statistics", "tempfile", "sqlite3", "socket"]
-PRETRAIN = {"preset": "tiny", "model": {"block_size": 128}, "max_steps": 120, "warmup_steps": 10, "max_lr": 5e-3, "eval_every": 60,
-            "eval_batches": 2, "checkpoint_every": 60, "batch_size": 8}
+PRETRAIN = TINY_PIPELINE_PRETRAIN
 
 
 def write_texts(folder: Path, modules: list[str]) -> Path:
@@ -56,14 +55,14 @@ def inputs() -> dict:
     lock.close()
 
 
-def pipeline_parameters(inputs: dict, **pretrain) -> dict:
+def pipeline_parameters(inputs: dict, **train) -> dict:
     return {
-        "corpus": {"texts": [inputs["texts"]], "quality": QUALITY},
-        "tokenizer": {"vocab_size": 512, "holdout_fraction": 0.2},
-        "tokens": {"validation_fraction": 0.2},
-        "pretrain": {**PRETRAIN, **pretrain},
+        "build_corpus": {"texts": [inputs["texts"]], "process": {"quality": QUALITY}},
+        "train_tokenizer": {"vocab_size": 512, "holdout_fraction": 0.2},
+        "tokenize": {"validation_fraction": 0.2},
+        "pretrain": {**PRETRAIN, "train": {**PRETRAIN["train"], **train}},
         "finetune": [{"name": "next", "task": "multiple_choice", "train": inputs["train"], "test": inputs["test"],
-                      "max_steps": 8, "batch_size": 4, "lr": 1e-3}],
+                      "finetune": {"max_steps": 8, "batch_size": 4, "lr": 1e-3}}],
         "evaluate": {"tasks": [{"name": "next-zero-shot", "type": "multiple_choice", "path": inputs["test"]}],
                      "contamination": True},
     }
@@ -80,14 +79,14 @@ def _post(path: str, body: dict) -> list[dict]:
 
 
 def test_the_pipeline_runs_every_stage_as_a_child_run_and_links_them(inputs, tmp_path, prefect_harness):
-    from flows.lineage import format_lineage
+    from flows.cards import format_lineage
     from flows.pipeline import pipeline
 
     root = tmp_path / "data"
-    state = pipeline(name="p1", data_root=str(root), return_state=True, **pipeline_parameters(inputs))
+    state = pipeline(version="p1", data_root=str(root), return_state=True, **pipeline_parameters(inputs))
     versions = state.result()
-    assert versions == {"corpus": "p1", "tokenizer": "p1", "tokens": "p1", "pretrain": "p1",
-                        "finetune": ["p1-next"], "eval": "p1"}
+    assert versions == {"build_corpus": "p1", "train_tokenizer": "p1", "tokenize": "p1", "pretrain": "p1",
+                        "finetune": ["p1-next"], "evaluate": "p1"}
 
     parent = str(state.state_details.flow_run_id)
     children = _post("/flow_runs/filter", {"flow_runs": {"parent_flow_run_id": {"any_": [parent]}}})
@@ -134,8 +133,8 @@ def test_a_failed_gate_stops_everything_downstream_and_says_why(inputs, tmp_path
 
     root = tmp_path / "data"
     params = pipeline_parameters(inputs, max_steps=1, warmup_steps=1, max_lr=1e-6)
-    with pytest.raises(StageFailed, match=r"stopped at runs \(pretrain\): its gate failed: gate 'pretrain'.*unigram_entropy.*Not run: finetune, eval"):
-        pipeline(name="bad", data_root=str(root), **params)
+    with pytest.raises(StageFailed, match=r"stopped at pretrain: its gate failed: gate 'pretrain'.*unigram_entropy.*Not run: finetune, evaluate"):
+        pipeline(version="bad", data_root=str(root), **params)
     assert (root / "tokens" / "bad").is_dir() and not (root / "runs" / "bad").exists()
     failure = _post("/artifacts/filter", {"artifacts": {"key": {"any_": ["pipeline-bad-failure"]}}})
     assert failure and "unigram_entropy" in failure[0]["data"]

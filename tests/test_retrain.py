@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from tests import webhosts
-from tests.test_pipeline import PRETRAIN
+from tests.builders import TINY_PIPELINE_PRETRAIN as PRETRAIN
 
 QUALITY = {"min_alpha_word_fraction": 0.5, "max_duplicate_line_fraction": 0.9,
            "max_duplicate_line_char_fraction": 0.9, "max_duplicate_paragraph_fraction": 0.9,
@@ -32,12 +32,13 @@ def web(tmp_path_factory):
         yield {"drop": drop, "pages": pages}
 
 
-def parameters(**pretrain) -> dict:
-    return {"corpus": {"allow_hosts": [webhosts.RETRAIN], "quality": QUALITY, "connect_timeout_s": 2.0,
-                       "read_timeout_s": 2.0},
-            "tokenizer": {"vocab_size": 512, "holdout_fraction": 0.2},
-            "tokens": {"validation_fraction": 0.2},
-            "pretrain": {**PRETRAIN, **pretrain}}
+def parameters(**train) -> dict:
+    return {"build_corpus": {"fetch": {"allow_hosts": [webhosts.RETRAIN], "connect_timeout_s": 2.0,
+                                       "read_timeout_s": 2.0},
+                             "process": {"quality": QUALITY}},
+            "train_tokenizer": {"vocab_size": 512, "holdout_fraction": 0.2},
+            "tokenize": {"validation_fraction": 0.2},
+            "pretrain": {**PRETRAIN, "train": {**PRETRAIN["train"], **train}}}
 
 
 def test_two_cycles_promote_the_first_model_and_keep_it_against_a_worse_one(web, tmp_path, prefect_harness, capsys):
@@ -87,14 +88,14 @@ def test_two_cycles_promote_the_first_model_and_keep_it_against_a_worse_one(web,
 
 
 def test_the_decision_reads_the_configured_metric_and_names_a_missing_one():
-    from flows.retrain import _decide, metric_of
+    from flows.retrain import decide_promotion, metric_of
 
     results = {"runs": {"pre": {"perplexity": {"bits_per_byte": 2.0}, "tasks": {}},
                         "pre-t": {"perplexity": {"bits_per_byte": 2.1}, "tasks": {"t": {"metrics": {"accuracy": 0.5}}}}}}
     assert metric_of(results, ["pre", "pre-t"], "bits_per_byte", None) == 2.0
     assert metric_of(results, ["pre", "pre-t"], "accuracy", "t") == 0.5
     assert metric_of(results, ["pre", "pre-t"], "accuracy", "other") is None
-    assert _decide(1.9, 2.0, "bits_per_byte")[0] == "promoted", "lower bits per byte is better"
-    assert _decide(0.5, 0.6, "accuracy")[0] == "kept", "higher accuracy is better"
+    assert decide_promotion(1.9, 2.0, "bits_per_byte")[0] == "promoted", "lower bits per byte is better"
+    assert decide_promotion(0.5, 0.6, "accuracy")[0] == "kept", "higher accuracy is better"
     with pytest.raises(ValueError, match="'f1'.*metric_task"):
-        _decide(None, 0.6, "f1")
+        decide_promotion(None, 0.6, "f1")

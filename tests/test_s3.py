@@ -71,7 +71,7 @@ def test_corpus_tokenizer_and_tokens_are_built_and_published_on_the_object_store
     from flows.train_tokenizer import train_tokenizer
 
     url = f"{s3_url}/pipeline"
-    corpus = build_corpus(texts=texts, data_root=url, min_words=20, quality=LENIENT)
+    corpus = build_corpus(texts=texts, data_root=url, process={"quality": {"min_words": 20, **LENIENT}})
     tokenizer = train_tokenizer(data_root=url, vocab_size=400, holdout_fraction=0.2)
     tokens = tokenize(data_root=url, validation_fraction=0.3)  # ~9 documents: a steady validation loss
 
@@ -92,14 +92,14 @@ def test_corpus_tokenizer_and_tokens_are_built_and_published_on_the_object_store
     # Training reads the tokens through the local cache and publishes the run to the store.
     from flows.pretrain import pretrain
 
-    run = pretrain(data_root=url, preset="tiny", max_steps=100, warmup_steps=5, max_lr=3e-3, eval_every=50,
-                   eval_batches=2, checkpoint_every=50, batch_size=8)
+    run = pretrain(data_root=url, preset="tiny", train={"max_steps": 100, "warmup_steps": 5, "max_lr": 3e-3,
+                   "eval_every": 50, "eval_batches": 2, "checkpoint_every": 50, "batch_size": 8})
     assert run == f"{url}/runs/v0001"
     assert root.read_manifest("runs", "v0001")["counts"]["step"] == 100
     assert (root.local_version("runs", "v0001") / "loss_curve.svg").is_file()
 
     # Lineage and the champion registry read and write through the store too.
-    from flows.lineage import format_lineage
+    from flows.cards import format_lineage
     from flows.registry import Registry
 
     tree = format_lineage(run)

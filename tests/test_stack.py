@@ -12,9 +12,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from flows.app.demo import prepare_inputs
 from flows.app.demo_parameters import demo_parameters
 from tests import webhosts
+from tests.builders import served_demo_inputs
 
 
 def _free_port() -> int:
@@ -58,7 +58,7 @@ def test_gptforge_run_on_a_running_stack_is_recorded_in_its_api(stack_env, tmp_p
     up = _cli("up", env=stack_env)
     assert up.returncode == 0, up.stderr[-3000:]
     texts = [str(p) for p in write_demo_texts(tmp_path / "texts")]
-    quality = demo_parameters(tmp_path / "none.zst", [])["quality"]
+    quality = demo_parameters(tmp_path / "none.zst", [])["process"]["quality"]
     run = _cli("run", "build-corpus", f"-ptexts={json.dumps(texts)}", "-pversion=cli1",
                f"-pquality={json.dumps(quality)}", env=stack_env)
     assert run.returncode == 0, run.stderr[-3000:]
@@ -74,9 +74,6 @@ def test_gptforge_run_on_a_running_stack_is_recorded_in_its_api(stack_env, tmp_p
 
 
 def test_deployment_run_through_the_local_server_builds_a_corpus_with_lineage(stack_env, tmp_path):
-    from flows.demo.server import DemoServer
-    from flows.demo.site import build_site
-
     up = _cli("up", env=stack_env)
     assert up.returncode == 0, up.stderr[-3000:]
     for deployment in ("build-corpus/local", "train-tokenizer/local", "tokenize/local", "pretrain/local",
@@ -86,12 +83,8 @@ def test_deployment_run_through_the_local_server_builds_a_corpus_with_lineage(st
     assert exports["PREFECT_API_URL"].startswith("http://127.0.0.1:")
     client_env = stack_env | exports
 
-    pages = build_site(tmp_path / "site", n_pages=12)
-    host = webhosts.STACK
-    with DemoServer(tmp_path / "site", webhosts.PAGES_PORT, host=host) as server, \
-            DemoServer(tmp_path / "site", webhosts.SLOW_PORT, delay_s=5.0, host=host) as slow:
-        dump, texts = prepare_inputs(tmp_path, server.base_url, slow.base_url, pages)
-        params = demo_parameters(dump, texts) | {"version": "s1", "allow_hosts": [host]}
+    with served_demo_inputs(tmp_path, webhosts.STACK, n_pages=12) as inputs:
+        params = inputs["params"] | {"version": "s1"}
         run = subprocess.run([sys.executable, "-m", "prefect", "deployment", "run", "build-corpus/local",
                               "--params", json.dumps(params), "--watch", "--watch-timeout", "300"],
                              env=client_env, capture_output=True, text=True, timeout=360)

@@ -4,7 +4,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from flows.lineage import format_lineage, input_file, upstream_version, write_manifest
+from flows.cards import format_lineage
+from flows.lineage import input_file, upstream_version, write_manifest
 from flows.store import DataRoot, StoreError
 from gptcore.files import atomic_write_table
 
@@ -76,3 +77,19 @@ def test_lineage_walks_from_a_version_back_to_its_input_files(tmp_path):
     assert lines[0].startswith("tokenizer t1")
     assert any("corpus v0001" in line for line in lines)
     assert any("dump " + str(dump.resolve()) in line for line in lines)
+
+
+def test_the_tokenizer_of_a_run_is_found_through_its_tokens_also_from_a_fine_tuned_run(tmp_path):
+    from flows.lineage import tokenizer_of_run, tokens_of_run
+
+    root = DataRoot.from_env(str(tmp_path))
+    _publish(root, "corpus", "c1", [])
+    _publish(root, "tokenizer", "t1", [upstream_version(root, "corpus", "c1")])
+    _publish(root, "tokens", "k1", [upstream_version(root, "corpus", "c1"), upstream_version(root, "tokenizer", "t1")])
+    _publish(root, "runs", "r1", [upstream_version(root, "tokens", "k1")])
+    _publish(root, "runs", "r1-task", [upstream_version(root, "runs", "r1")])
+    assert [tokens_of_run(root, run) for run in ("r1", "r1-task")] == ["k1", "k1"]
+    assert [tokenizer_of_run(root, run) for run in ("r1", "r1-task")] == ["t1", "t1"]
+    _publish(root, "runs", "orphan", [])
+    with pytest.raises(StoreError, match=r"run 'orphan' .* names no tokens version .*not a pretrain run"):
+        tokenizer_of_run(root, "orphan")

@@ -74,11 +74,11 @@ def test_local_paths_are_used_in_place_and_a_missing_one_is_named(tmp_path):
 
 
 def test_the_evaluate_flows_jsonl_tasks_reject_a_bad_byte_or_broken_line_and_keep_the_rest(tmp_path):
-    from flows.evaluate import read_jsonl_records
+    from gptcore.evaltasks import read_jsonl_task
 
     path = tmp_path / "lambada.jsonl"
     path.write_bytes(b'{"text": "one"}\n{"text": "caf\xe9"}\n{"text": \n["text"]\n{"other": "x"}\n{"text": "two"}\n'
                      b'{"text": "lone \\ud800 surrogate"}\n')
-    data = read_jsonl_records(path, ("text",))
+    data = read_jsonl_task(path, ("text",))
     assert data.records == [{"text": "one"}, {"text": "two"}]
     assert data.rejects == {"undecodable": 2, "malformed_json": 2, "missing_field": 1}

@@ -114,23 +114,24 @@ def _corpus_texts(root: DataRoot, version: str) -> list[str]:
 def test_same_inputs_give_byte_identical_shards_and_an_interrupted_run_resumes_to_them(root, tokenizer_folder,
                                                                                    prefect_harness, monkeypatch):
     import flows.tokenize_corpus as tokenize_module
+    from gptcore import encode_pool
 
     params = {"corpus": "c1", "tokenizer": "t1", "data_root": root.url, "validation_fraction": 0.1,
               "max_documents_per_shard": 20, "workers": 1}
     reference = Path(tokenize_module.tokenize(version="k2", **params))
     calls = []
-    real = tokenize_module._encode_shard
+    real = encode_pool.encode_shard
 
-    def dies_on_third_shard(shard):
+    def dies_on_third_shard(shard, tokenizer_json):
         calls.append(shard)
         if len(calls) == 3:
             raise KeyboardInterrupt("killed")
-        return real(shard)
+        return real(shard, tokenizer_json)
 
-    monkeypatch.setattr(tokenize_module, "_encode_shard", dies_on_third_shard)
+    monkeypatch.setattr(encode_pool, "encode_shard", dies_on_third_shard)
     with pytest.raises(BaseException, match="killed"):
         tokenize_module.tokenize(version="k3", **params)
-    monkeypatch.setattr(tokenize_module, "_encode_shard", real)
+    monkeypatch.setattr(encode_pool, "encode_shard", real)
     resumed = Path(tokenize_module.tokenize(version="k3", **params))
     ref_index = json.loads((reference / "index.json").read_text())
     new_index = json.loads((resumed / "index.json").read_text())

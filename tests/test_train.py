@@ -12,9 +12,10 @@ import torch
 from gptcore.checkpoint import (CheckpointError, capture_rng_state, latest_checkpoint, load_checkpoint,
                                 restore_rng_state, save_checkpoint)
 from gptcore.model import config_from_preset
-from gptcore.schedule import lr_at
-from gptcore.shards import ShardStats, ShardWriter, SplitRule, write_index
-from gptcore.train import TrainConfig, main, read_metrics, train
+from gptcore.metrics_log import read_metrics_log
+from gptcore.schedule import cosine_lr_at
+from gptcore.train import TrainConfig, main, train
+from tests.builders import train_val_tokens
 
 VOCAB = 32
 SEQ = 16
@@ -22,18 +23,7 @@ PATTERN = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13]  # a fixed cycle: the next
 
 
 def write_tokens(folder: Path, train_docs: list[list[int]], val_docs: list[list[int]]) -> Path:
-    """A tokens folder with one train and one val shard (EOT id 0)."""
-    stats = []
-    for split, docs in (("train", train_docs), ("val", val_docs)):
-        name = f"{split}_000000.bin"
-        with ShardWriter(folder / name, "<u2", eot_id=0) as writer:
-            writer.add_documents(docs)
-            s = writer.finish()
-        stats.append(ShardStats(file=name, split=split, tokens=s.tokens, documents=s.documents, sha256=s.sha256,
-                                min_id=s.min_id, max_id=s.max_id))
-    write_index(folder, vocab_size=VOCAB, eot_id=0, tokenizer_sha256="0" * 64, split_rule=SplitRule(0.1),
-                shards=stats)
-    return folder
+    return train_val_tokens(folder, train_docs, val_docs, VOCAB)
 
 
 @pytest.fixture
@@ -74,20 +64,20 @@ def kill_after(step: int):
 
 def test_lr_warms_up_linearly_then_follows_a_cosine_down_to_min_lr():
     schedule = dict(max_lr=1.0, min_lr=0.1, warmup_steps=10, decay_steps=110)
-    assert lr_at(0, **schedule) == pytest.approx(0.1)
-    assert lr_at(4, **schedule) == pytest.approx(0.5)
-    assert lr_at(9, **schedule) == pytest.approx(1.0)
-    assert lr_at(10, **schedule) == pytest.approx(1.0)
-    assert lr_at(60, **schedule) == pytest.approx(0.55)  # halfway down the cosine
-    assert lr_at(110, **schedule) == pytest.approx(0.1)
-    assert lr_at(10_000, **schedule) == pytest.approx(0.1)
-    decay = [lr_at(step, **schedule) for step in range(10, 111)]
+    assert cosine_lr_at(0, **schedule) == pytest.approx(0.1)
+    assert cosine_lr_at(4, **schedule) == pytest.approx(0.5)
+    assert cosine_lr_at(9, **schedule) == pytest.approx(1.0)
+    assert cosine_lr_at(10, **schedule) == pytest.approx(1.0)
+    assert cosine_lr_at(60, **schedule) == pytest.approx(0.55)  # halfway down the cosine
+    assert cosine_lr_at(110, **schedule) == pytest.approx(0.1)
+    assert cosine_lr_at(10_000, **schedule) == pytest.approx(0.1)
+    decay = [cosine_lr_at(step, **schedule) for step in range(10, 111)]
     assert all(a >= b for a, b in zip(decay, decay[1:]))
 
 
 def test_lr_schedule_rejects_a_warmup_longer_than_training():
     with pytest.raises(ValueError, match="warmup_steps"):
-        lr_at(0, max_lr=1.0, min_lr=0.0, warmup_steps=10, decay_steps=5)
+        cosine_lr_at(0, max_lr=1.0, min_lr=0.0, warmup_steps=10, decay_steps=5)
 
 
 def test_train_config_needs_somewhere_to_end_the_schedule():
@@ -148,7 +138,7 @@ def test_resuming_with_a_different_model_is_refused(tmp_path, random_tokens):
 
 
 def losses(run: Path) -> dict[int, float]:
-    return {m["step"]: m["loss"] for m in read_metrics(run)}
+    return {m["step"]: m["loss"] for m in read_metrics_log(run)}
 
 
 @pytest.mark.parametrize("dropout", [0.0, 0.2])
@@ -166,7 +156,8 @@ def test_a_run_killed_after_a_checkpoint_resumes_with_exactly_the_same_losses(tm
     assert result.step == 10
     assert sorted(losses(killed)) == list(range(1, 11)), "steps 5-6 of the killed run are logged once, redone"
     assert losses(killed) == losses(straight)  # exact equality, every step
-    assert [m.get("val_loss") for m in read_metrics(killed)] == [m.get("val_loss") for m in read_metrics(straight)]
+    assert ([m.get("val_loss") for m in read_metrics_log(killed)]
+            == [m.get("val_loss") for m in read_metrics_log(straight)])
 
 
 def drop_last_metrics_line(run: Path) -> None:
@@ -196,7 +187,7 @@ def test_a_run_killed_after_its_last_checkpoint_reruns_to_the_result_of_an_unkil
     config = quick_config(max_steps=6, eval_every=4, checkpoint_every=3)
     run = tmp_path / "run"
     whole = train(tiny_model(), config, random_tokens, run)
-    metrics = read_metrics(run)
+    metrics = read_metrics_log(run)
     KILLED_AFTER_THE_LAST_CHECKPOINT[kill_point](run)
 
     rerun = train(tiny_model(), config, random_tokens, run)
@@ -204,9 +195,9 @@ def test_a_run_killed_after_its_last_checkpoint_reruns_to_the_result_of_an_unkil
         whole.step, whole.tokens_seen, whole.stopped_by, whole.params_sha256)
     assert rerun.val_loss == whole.val_loss and rerun.val_loss is not None
     if kill_point == "before its metrics line, checkpoint without one":
-        assert read_metrics(run) == metrics[:-1], "nothing to restore the line from; the result is re-measured"
+        assert read_metrics_log(run) == metrics[:-1], "nothing to restore the line from; the result is re-measured"
     else:
-        assert rerun.loss == whole.loss and read_metrics(run) == metrics, "the same metrics file, every line once"
+        assert rerun.loss == whole.loss and read_metrics_log(run) == metrics, "the same metrics file, every line once"
 
 
 def test_stopping_at_max_steps_and_continuing_matches_one_long_run(tmp_path, random_tokens):
@@ -241,13 +232,13 @@ def test_loss_drops_on_a_learnable_pattern(tmp_path, pattern_tokens):
     assert first > math.log(VOCAB) - 0.5, "starts near uniform guessing"
     assert last < 0.5 * first
     assert result.val_loss < 0.5 * first
-    assert seen == read_metrics(run), "the log callback sees exactly what the metrics file holds"
+    assert seen == read_metrics_log(run), "the log callback sees exactly what the metrics file holds"
 
 
 def test_metrics_file_has_one_line_per_step_with_validation_at_eval_steps(tmp_path, random_tokens):
     run = tmp_path / "run"
     train(tiny_model(), quick_config(max_steps=6, eval_every=4, grad_accum=2), random_tokens, run)
-    metrics = read_metrics(run)
+    metrics = read_metrics_log(run)
     assert [m["step"] for m in metrics] == [1, 2, 3, 4, 5, 6]
     assert [s for s, m in enumerate(metrics, 1) if "val_loss" in m] == [4, 6], "every eval_every steps and the last"
     for m in metrics:
@@ -289,13 +280,13 @@ def test_command_line_trains_and_prints_a_summary(tmp_path, random_tokens, capsy
     assert load_checkpoint(run / "checkpoints" / "step_000003.pt")["train_config"]["betas"] == (0.9, 0.95)
 
 
-def test_init_from_starts_a_new_run_from_another_runs_weights(tmp_path, pattern_tokens):
+def test_init_checkpoint_starts_a_new_run_from_another_runs_weights(tmp_path, pattern_tokens):
     first = train(tiny_model(), quick_config(max_steps=30, checkpoint_every=30), pattern_tokens, tmp_path / "a")
     fresh = train(tiny_model(), quick_config(max_steps=2), pattern_tokens, tmp_path / "b")
-    continued = train(tiny_model(), quick_config(max_steps=2, init_from=str(first.checkpoint)), pattern_tokens,
-                      tmp_path / "c")
+    continued = train(tiny_model(), quick_config(max_steps=2, init_checkpoint=str(first.checkpoint)),
+                      pattern_tokens, tmp_path / "c")
     assert continued.step == 2, "a new run: its own step count and schedule"
     assert continued.loss < fresh.loss, "it starts from the trained weights"
     with pytest.raises(ValueError, match="different model"):
         train(config_from_preset("tiny", vocab_size=VOCAB, block_size=SEQ, n_embd=32), quick_config(
-            init_from=str(first.checkpoint)), pattern_tokens, tmp_path / "d")
+            init_checkpoint=str(first.checkpoint)), pattern_tokens, tmp_path / "d")

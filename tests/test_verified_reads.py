@@ -230,7 +230,7 @@ def test_pretrain_refuses_a_shard_with_changed_ids_and_publishes_nothing(copy, p
     ids.tofile(shard)
     with pytest.raises(CorruptVersionError, match=rf"train_000000.bin has sha256 {HEX}, its manifest records {HEX}"
                                                   r".*tokens version 'k1' was modified or damaged.*run tokenize"):
-        pretrain(tokens="k1", run="r1", data_root=copy.url, preset="tiny", max_steps=2)
+        pretrain(tokens="k1", version="r1", data_root=copy.url, preset="tiny", train={"max_steps": 2})
     assert copy.versions("runs") == [] and not copy.partial_versions("runs")
 
 
@@ -242,5 +242,6 @@ def test_pretrain_refuses_an_init_from_run_whose_manifest_points_outside_it(copy
     write_manifest(work, "runs", "r0", {"model": {}}, [], {"checkpoint": "../../tokens/k1/index.json"})
     copy.publish("runs", "r0", work)
     with pytest.raises(CheckpointError, match=r"the manifest of run 'r0' names the checkpoint '../../tokens"):
-        pretrain(tokens="k1", run="r1", init_from="r0", data_root=copy.url, preset="tiny", max_steps=2)
+        pretrain(tokens="k1", version="r1", init_from_run="r0", data_root=copy.url, preset="tiny",
+                 train={"max_steps": 2})
     assert copy.versions("runs") == ["r0"]

@@ -2,16 +2,20 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import inspect
 import json
 import os
 import sys
+import typing
 from pathlib import Path
+from typing import Any, Callable, Iterator
 
 from flows.app.stack import Stack
 
 # The commands import the rest inside their functions, for two real costs: Prefect reads its settings once, on
-# import, so nothing that imports it may load before use_local_stack_if_up(); and torch takes seconds to import,
-# which `gptforge up/down/status` should not pay.
+# import, so nothing that imports it may load before use_local_stack_if_up(); and torch takes seconds to import (the
+# data-root modules, through fsspec, half a second), which `gptforge up/down/status` should not pay.
 
 
 def parse_params(pairs: list[str]) -> dict:
@@ -26,6 +30,97 @@ def parse_params(pairs: list[str]) -> dict:
         except json.JSONDecodeError:
             params[key] = value
     return params
+
+
+def route_params(fn: Callable, params: dict[str, Any]) -> dict[str, Any]:
+    """The keyword arguments of the flow function ``fn`` for ``-p`` pairs (``parse_params``), from its signature.
+
+    A key that is a parameter is passed as it is. A dotted key sets a field of a dataclass-typed parameter, at any
+    depth (``train.max_steps``, ``process.quality.min_words``), or a key of a dict-typed one (``model.n_layer``).
+    Any other key is the name of a field of exactly one dataclass-typed parameter, searched through nested
+    dataclass fields too (``-p max_steps=5`` sets ``train.max_steps``); an unknown or ambiguous key fails naming the
+    candidates. Values given for the same parameter are merged, so ``-p train='{...}' -p seed=1`` sets both.
+    """
+    hints = typing.get_type_hints(fn)
+    names = list(inspect.signature(fn).parameters)
+    arguments: dict[str, Any] = {}
+    for key, value in params.items():
+        _set(arguments, _path_of(key, names, hints), value, key)
+    return arguments
+
+
+def _dataclass_in(hint: Any) -> type | None:
+    """The dataclass an annotation names (``TrainConfig | None`` → ``TrainConfig``), or None."""
+    return next((t for t in (hint, *typing.get_args(hint)) if isinstance(t, type) and dataclasses.is_dataclass(t)),
+                None)
+
+
+def _dict_in(hint: Any) -> bool:
+    return any(t is dict or typing.get_origin(t) is dict for t in (hint, *typing.get_args(hint)))
+
+
+def _field_paths(cls: type, prefix: tuple[str, ...]) -> Iterator[tuple[str, ...]]:
+    """Every field of a dataclass as a path from the parameter, nested dataclass fields included."""
+    hints = typing.get_type_hints(cls)
+    for field in dataclasses.fields(cls):
+        yield (*prefix, field.name)
+        if nested := _dataclass_in(hints[field.name]):
+            yield from _field_paths(nested, (*prefix, field.name))
+
+
+def _path_of(key: str, names: list[str], hints: dict[str, Any]) -> tuple[str, ...]:
+    if key in names:
+        return (key,)
+    if "." in key:
+        head, *rest = key.split(".")
+        if head not in names:
+            raise SystemExit(f"gptforge: {key!r}: {head!r} is not a parameter of this stage; parameters: "
+                             f"{', '.join(names)}")
+        hint = hints.get(head)
+        for depth, part in enumerate(rest, start=1):
+            cls = _dataclass_in(hint)
+            if cls is None:
+                if _dict_in(hint):  # a dict's keys are the flow's to check
+                    return (head, *rest)
+                raise SystemExit(f"gptforge: {key!r}: {'.'.join([head, *rest[:depth - 1]])} has no fields to set")
+            fields = typing.get_type_hints(cls)
+            if part not in fields:
+                raise SystemExit(f"gptforge: {key!r}: {cls.__name__} has no field {part!r}; its fields: "
+                                 f"{', '.join(f.name for f in dataclasses.fields(cls))}")
+            hint = fields[part]
+        return (head, *rest)
+    found = [(name, *path) for name in names if (cls := _dataclass_in(hints.get(name)))
+             for path in _field_paths(cls, ()) if path[-1] == key]
+    if len(found) == 1:
+        return found[0]
+    if found:
+        raise SystemExit(f"gptforge: parameter {key!r} is ambiguous: it is a field of "
+                         f"{', '.join('.'.join(path) for path in found)}; write one of them")
+    typed = [name for name in names if _dataclass_in(hints.get(name))]
+    raise SystemExit(f"gptforge: {key!r} is not a parameter of this stage"
+                     + (f" nor a field of {', '.join(typed)}" if typed else "") + f"; parameters: {', '.join(names)}")
+
+
+def _set(arguments: dict[str, Any], path: tuple[str, ...], value: Any, key: str) -> None:
+    node = arguments
+    for depth, part in enumerate(path[:-1], start=1):
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise SystemExit(f"gptforge: {key!r} sets a field of {'.'.join(path[:depth])}, which is also given as "
+                             f"{node!r}")
+    last = path[-1]
+    if isinstance(value, dict) and isinstance(node.get(last), dict):
+        _merge(node[last], value)
+    else:
+        node[last] = value
+
+
+def _merge(into: dict[str, Any], value: dict[str, Any]) -> None:
+    for k, v in value.items():
+        if isinstance(v, dict) and isinstance(into.get(k), dict):
+            _merge(into[k], v)
+        else:
+            into[k] = v
 
 
 def use_local_stack_if_up() -> None:
@@ -46,7 +141,8 @@ def cmd_run(args: argparse.Namespace) -> None:
     flows = {f.name: f for f in stage_flows()}
     if args.stage not in flows:
         raise SystemExit(f"gptforge: unknown stage {args.stage!r}; stages: {', '.join(flows)}")
-    result = flows[args.stage](**parse_params(args.param))
+    stage = flows[args.stage]
+    result = stage(**route_params(stage.fn, parse_params(args.param)))
     print(result)
 
 
@@ -77,7 +173,8 @@ def cmd_env(args: argparse.Namespace) -> None:
 
 
 def cmd_lineage(args: argparse.Namespace) -> None:
-    from flows.lineage import find_version_folder, format_lineage
+    from flows.cards import format_lineage
+    from flows.lineage import find_version_folder
 
     remote = "://" in args.path and not args.path.startswith("file://")
     print(format_lineage(args.path if remote else find_version_folder(args.path)))
@@ -98,7 +195,8 @@ def cmd_generate(args: argparse.Namespace) -> None:
 
 
 def cmd_champion(args: argparse.Namespace) -> None:
-    from flows.registry import Registry, format_registry
+    from flows.cards import format_registry
+    from flows.registry import Registry
     from flows.store import DataRoot
 
     print(format_registry(Registry.load(DataRoot.from_env(args.data_root), args.registry)))
@@ -120,7 +218,9 @@ def main(argv: list[str] | None = None) -> None:
     run = sub.add_parser("run", help="run a stage flow in-process; prints the output version folder last")
     run.add_argument("stage", help="build-corpus, train-tokenizer, tokenize, pretrain, finetune, evaluate, pipeline, "
                      "retrain")
-    run.add_argument("-p", "--param", action="append", default=[], metavar="KEY=VALUE", help="flow parameter (JSON value)")
+    run.add_argument("-p", "--param", action="append", default=[], metavar="KEY=VALUE",
+                     help="flow parameter (JSON value); train.max_steps=5 sets a field of a config parameter, and a "
+                     "field's own name (max_steps=5) finds it when one config has it")
     run.set_defaults(fn=cmd_run)
     lineage = sub.add_parser("lineage", help="print where a version came from, from the manifests alone")
     lineage.add_argument("path", help="a version folder (or a file inside one), or a version URL such as "

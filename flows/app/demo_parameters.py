@@ -8,33 +8,35 @@ DEMO_VERSION = "demo"
 
 def demo_parameters(dump: Path, texts: list[Path]) -> dict:
     """The demo's build-corpus parameters: its own loopback host allowed, short timeouts for the slow endpoints."""
-    return {"dumps": [str(dump)], "texts": [str(p) for p in texts], "version": DEMO_VERSION,
-            "allow_hosts": ["127.0.0.1"], "connect_timeout_s": 2.0, "read_timeout_s": 2.0,
-            "max_page_bytes": 2 * 1024 * 1024, "shard_size": 100,
+    return {"dumps": [str(dump)], "texts": [str(p) for p in texts], "version": DEMO_VERSION, "shard_size": 100,
+            "fetch": {"allow_hosts": ["127.0.0.1"], "connect_timeout_s": 2.0, "read_timeout_s": 2.0,
+                      "max_body_bytes": 2 * 1024 * 1024},
             # pydoc pages repeat inherited-member boilerplate by construction ("Data descriptors defined here", …),
             # which Gopher's repetition limits (tuned for web prose) reject; the demo relaxes them.
-            "quality": {"max_duplicate_line_fraction": 0.6, "max_duplicate_line_char_fraction": 0.5,
-                        "max_duplicate_ngram_char_fraction": [[5, 0.6], [6, 0.6], [7, 0.6], [8, 0.6], [9, 0.6], [10, 0.6]]}}
+            "process": {"quality": {
+                "max_duplicate_line_fraction": 0.6, "max_duplicate_line_char_fraction": 0.5,
+                "max_duplicate_ngram_char_fraction": [[5, 0.6], [6, 0.6], [7, 0.6], [8, 0.6], [9, 0.6], [10, 0.6]]}}}
 
 
 # The pipeline/demo deployment's parameters; `gptforge demo` adds the corpus inputs it serves and the task files.
 DEMO_PIPELINE = {
-    "name": DEMO_VERSION,
+    "version": DEMO_VERSION,
     # The demo corpus is ~1 MB of text: a 4,096-id vocabulary is what it supports (GPT-2's 50,257 needs far more
     # text); 5% of documents held out of tokenizer training and 10% for validation keep several on the other side.
-    "tokenizer": {"vocab_size": 4096, "holdout_fraction": 0.05},
-    "tokens": {"validation_fraction": 0.1},
+    "train_tokenizer": {"vocab_size": 4096, "holdout_fraction": 0.05},
+    "tokenize": {"validation_fraction": 0.1},
     # About a minute of CPU training: enough to beat the unigram baseline clearly, not to write well.
-    "pretrain": {"preset": "small-cpu", "max_steps": 300, "warmup_steps": 30, "max_lr": 1e-3, "batch_size": 8,
-                 "eval_every": 100, "eval_batches": 5, "checkpoint_every": 100},
+    "pretrain": {"preset": "small-cpu", "train": {"max_steps": 300, "warmup_steps": 30, "max_lr": 1e-3, "batch_size": 8,
+                                                  "eval_every": 100, "eval_batches": 5, "checkpoint_every": 100}},
 }
 
 
 def pipeline_parameters(corpus: dict, tasks: dict[str, str]) -> dict:
     """The whole demo: corpus inputs, the stages above, fine-tuning and evaluation on the held-out tasks."""
-    return {**DEMO_PIPELINE, "corpus": {k: v for k, v in corpus.items() if k != "version"},
+    return {**DEMO_PIPELINE, "build_corpus": {k: v for k, v in corpus.items() if k != "version"},
             "finetune": [{"name": "next-sentence", "task": "multiple_choice", "train": tasks["next_train"],
-                          "test": tasks["next_test"], "epochs": 3, "batch_size": 8, "lr": 2.5e-4, "max_len": 128}],
+                          "test": tasks["next_test"],
+                          "finetune": {"epochs": 3, "batch_size": 8, "lr": 2.5e-4, "max_len": 128}}],
             "evaluate": {"tasks": [
                 {"name": "next-sentence", "type": "multiple_choice", "path": tasks["next_test"]},
                 {"name": "next-sentence-finetuned", "type": "finetuned", "task": "multiple_choice",

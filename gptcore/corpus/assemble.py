@@ -1,14 +1,12 @@
-"""Assembling a corpus version from per-shard outputs: provenance joins, final layout and accounting.
+"""Assembling a corpus version folder from the work folder the steps (``gptcore.corpus.steps``) filled.
 
-Plain functions over files in the version's work folder; the build-corpus flow calls them in order.
-Work folder layout (every file written atomically, so a rerun skips what exists):
+    data/part-*.parquet      kept documents (the corpus schema), in doc_id order
+    rejects/part-*.parquet   every reject: link filtering, the link cap, fetch, extraction, quality, dedup
+    links.parquet            the merged links (dump inputs only)
+    fetch_log.parquet, warc/ one log row per link, the raw responses
+    dedup_index.parquet      the kept documents' fingerprints, which later versions deduplicate against
 
-    links/<dump>.parquet, links/<dump>.rejects.parquet     per-dump link filtering
-    links.parquet, links.rejects.parquet                    merged link table (+ links over the cap)
-    fetch/<shard>.warc.gz, fetch/<shard>.log.parquet        raw responses and the fetch log (log written last)
-    extract/<unit>.rejects.parquet, extract/<unit>.parquet  documents with text_hash and bands (docs written last)
-    dedup.parquet                                           doc_id → kept / reject reason
-    out/                                                    the version folder, rebuilt from the above, then published
+The manifest and the gate come after, in the flow.
 """
 from __future__ import annotations
 
@@ -21,8 +19,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from gptcore.corpus.dedup import write_dedup_index
+from gptcore.corpus.dedup_shards import read_result
+from gptcore.corpus.minhash import MinHashConfig
 from gptcore.corpus.records import DOC_SCHEMA, REJECT_SCHEMA
+from gptcore.corpus.steps import DEDUP_DIR, EXTRACT_DIR, FETCH_DIR, LINK_REJECTS, LINKS, LINKS_DIR, unit_files, unit_schema
 from gptcore.files import atomic_write_table
+
+DEDUP_INDEX = "dedup_index.parquet"
 
 
 def read_tables(paths: list[Path], schema: pa.Schema, columns: list[str] | None = None) -> pa.Table:
@@ -31,37 +35,6 @@ def read_tables(paths: list[Path], schema: pa.Schema, columns: list[str] | None 
     if not tables:
         return schema.empty_table().select(columns or schema.names)
     return pa.concat_tables(tables, promote_options="default")
-
-
-def unit_schema(bands: int) -> pa.Schema:
-    """Documents of one extraction unit: the corpus schema plus the MinHash band keys used by dedup."""
-    return DOC_SCHEMA.append(pa.field("bands", pa.list_(pa.uint64(), bands)))
-
-
-def rejects_table(rows: list[dict]) -> pa.Table:
-    return pa.Table.from_pylist(rows, schema=REJECT_SCHEMA)
-
-
-def fetch_rejects(log: pa.Table, input_name: str) -> pa.Table:
-    """Fetch log rows with an error become rejects of step ``fetch``."""
-    failed = log.filter(pc.is_valid(log["error"])).to_pylist()
-    return rejects_table([{"item": r["url"], "doc_id": r["doc_id"], "source": "reddit", "step": "fetch",
-                           "reason": r["error"], "detail": r.get("detail") or "", "input": input_name} for r in failed])
-
-
-def add_reddit_provenance(docs: list[dict], links: pa.Table, log: pa.Table) -> list[dict]:
-    """Attach submission ids, subreddits and score (from the link table) and fetch facts (from the fetch log)."""
-    by_link = {r["doc_id"]: r for r in links.select(["doc_id", "url", "submission_ids", "subreddits", "score_max"]).to_pylist()}
-    by_fetch = {r["doc_id"]: r for r in log.select(["doc_id", "status", "fetched_at"]).to_pylist()}
-    for doc in docs:
-        link, fetched = by_link[doc["doc_id"]], by_fetch.get(doc["doc_id"], {})
-        doc.update(url=link["url"], submission_ids=link["submission_ids"], subreddits=link["subreddits"],
-                   score=link["score_max"], http_status=fetched.get("status"), fetched_at=fetched.get("fetched_at"))
-    return docs
-
-
-def docs_table(docs: list[dict], bands: int) -> pa.Table:
-    return pa.Table.from_pylist(docs, schema=unit_schema(bands))
 
 
 def link_or_copy(src: Path, dst: Path) -> None:
@@ -74,16 +47,14 @@ def link_or_copy(src: Path, dst: Path) -> None:
         shutil.copy2(src, dst)
 
 
-def unit_files(work: Path) -> list[Path]:
-    """The extracted documents of every unit (fetch shard, WARC file, text set)."""
-    return sorted(p for p in (work / "extract").glob("*.parquet") if not p.name.endswith(".rejects.parquet"))
-
-
-def write_version_folder(work: Path, out: Path, keep: list[str], dedup_rejects: pa.Table, docs_per_part: int = 50_000) -> dict:
-    """Rebuild ``out/`` from the work folder: kept documents in doc_id order, all rejects, links, fetch log, WARCs.
+def write_version_folder(work: Path, out: Path, version: str, minhash: MinHashConfig,
+                         docs_per_part: int = 50_000) -> dict:
+    """Rebuild ``out/`` from the work folder: the documents dedup kept in doc_id order, all rejects, links, fetch log,
+    WARCs, and the dedup index of the kept documents (named for ``version``).
 
     Returns the counts for the manifest. Idempotent: ``out/`` is recreated from scratch on every call.
     """
+    keep, dedup_rejects = read_result(work / DEDUP_DIR)
     if out.exists():
         shutil.rmtree(out)
     (out / "data").mkdir(parents=True)
@@ -97,20 +68,25 @@ def write_version_folder(work: Path, out: Path, keep: list[str], dedup_rejects: 
     for i, start in enumerate(range(0, max(kept.num_rows, 1), docs_per_part)):
         atomic_write_table(out / "data" / f"part-{i:05d}.parquet", kept.slice(start, docs_per_part))
 
-    reject_files = sorted(work.glob("links/*.rejects.parquet")) + [work / "links.rejects.parquet"] \
-        + sorted((work / "extract").glob("*.rejects.parquet"))
+    reject_files = sorted(work.glob(f"{LINKS_DIR}/*.rejects.parquet")) + [work / LINK_REJECTS] \
+        + sorted((work / EXTRACT_DIR).glob("*.rejects.parquet"))
     rejects = read_tables([p for p in reject_files if p.exists()], REJECT_SCHEMA)
     rejects = pa.concat_tables([rejects.cast(REJECT_SCHEMA), dedup_rejects.cast(REJECT_SCHEMA)])
     atomic_write_table(out / "rejects" / "part-00000.parquet", rejects)
     con.register("rejects", rejects)
 
-    if (work / "links.parquet").exists():
-        link_or_copy(work / "links.parquet", out / "links.parquet")
-    logs = sorted((work / "fetch").glob("*.log.parquet"))
+    if (work / LINKS).exists():
+        link_or_copy(work / LINKS, out / LINKS)
+    logs = sorted((work / FETCH_DIR).glob("*.log.parquet"))
     if logs:
         atomic_write_table(out / "fetch_log.parquet", pa.concat_tables([pq.read_table(p) for p in logs]))
-    for warc in sorted((work / "fetch").glob("*.warc.gz")):
+    for warc in sorted((work / FETCH_DIR).glob("*.warc.gz")):
         link_or_copy(warc, out / "warc" / warc.name)
+
+    prints = read_tables(units, unit_schema(minhash.bands), columns=["doc_id", "text_hash", "bands"])
+    prints = prints.filter(pc.is_in(prints["doc_id"], pa.array(keep, pa.string())))
+    write_dedup_index(out / DEDUP_INDEX, version, prints["doc_id"].to_pylist(), prints["text_hash"].to_pylist(),
+                      prints["bands"], minhash)
     return {"documents": kept.num_rows, "rejects": rejects.num_rows,
             "rejects_by_reason": dict(sorted(con.sql("select step || ':' || reason, count(*) from rejects group by 1")
                                              .fetchall()))}

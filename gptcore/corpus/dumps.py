@@ -8,7 +8,7 @@ row with a stable reason code. The checks run in this order, and a record takes 
     missing_field       `id`, `url`, `score` or `created_utc` is absent or null (or `id` is "")
     bad_field_type      a field has a type no dump writer produces (e.g. `score` as a list, `is_self` as "yes")
     self_post           `is_self`: a text post, no outbound link
-    out_of_date_range   `created_utc` outside the configured half-open range [start_utc, end_utc)
+    out_of_date_range   `created_utc` outside the configured half-open range [start_date, end_date)
     nsfw                `over_18`, unless allow_nsfw
     low_score           `score` < min_score (3: GPT-2's "at least 3 karma")
     bad_url             the URL does not normalize (not http(s), no host, unparseable)
@@ -21,6 +21,8 @@ and, outside the per-record rules:
                           bytes are skipped up to the next newline (item = file:line, detail = its length)
     duplicate_submission  a submission id kept before, earlier in the file or in an earlier dump (merge_dump_links):
                           the first kept record wins, so a submission is kept once and its link's counts count it once
+    over_max_links        a link past the max_links highest-scored ones of a trial run (merge_dump_links): one reject
+                          row per link, standing for all of its submissions
     truncated_dump        the compressed data breaks off (a damaged block, a truncated download): every record
                           decoded before the damage is decided as usual, and the lost tail, from the line the damage
                           cut to the end of the file, is this one file-level reject (item = the file name), counted
@@ -43,6 +45,7 @@ last 2 GiB of output), plus a few chunks in flight, plus the decisions so far: k
 """
 from __future__ import annotations
 
+import datetime as dt
 import os
 import threading
 from collections import deque
@@ -57,8 +60,8 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from gptcore.corpus.dump_lines import DumpDamaged, DumpReadError, LineChunk, read_line_chunks  # noqa: F401 (re-export)
-from gptcore.corpus.records import REJECT_SCHEMA, doc_id_for
+from gptcore.corpus.dump_lines import DumpDamaged, LineChunk, read_line_chunks
+from gptcore.corpus.records import REJECT_SCHEMA, doc_id_for, reject
 from gptcore.corpus.urls import DEFAULT_BLOCKED_DOMAINS, has_non_page_extension, host_of, is_blocked_domain, normalize_url
 
 REASONS = (
@@ -86,27 +89,47 @@ LINK_SCHEMA = pa.schema(
 )
 
 
+def _utc_seconds(date: str | None, name: str = "date") -> int | None:
+    """Seconds since the epoch of an ISO 8601 date or date-time (``2019-01-01``, ``2019-01-01T12:00``), read as UTC."""
+    if date is None:
+        return None
+    try:
+        return int(dt.datetime.fromisoformat(date).replace(tzinfo=dt.timezone.utc).timestamp())
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be an ISO date like 2019-01-01 (or 2019-01-01T12:00), got {date!r}") from None
+
+
 @dataclass(frozen=True)
 class LinkFilterConfig:
-    """Which submissions' links to keep. Defaults follow GPT-2's WebText."""
+    """Which submissions' links to keep. Defaults follow GPT-2's WebText.
+
+    ``blocked_domains`` replaces the default block list (Wikipedia, image/video hosts, Reddit);
+    ``extra_blocked_domains`` adds to it.
+    """
 
     min_score: int = 3  # "at least 3 karma" (Radford et al. 2019, section 2.2)
     allow_nsfw: bool = False
-    start_utc: int | None = None  # half-open range [start_utc, end_utc) on created_utc; None = unbounded
-    end_utc: int | None = None
+    start_date: str | None = None  # ISO, UTC; half-open range [start_date, end_date) on created_utc; None = unbounded
+    end_date: str | None = None
     blocked_domains: tuple[str, ...] = DEFAULT_BLOCKED_DOMAINS
     extra_blocked_domains: tuple[str, ...] = ()
-    workers: int = field(default_factory=lambda: os.cpu_count() or 1)  # threads classifying lines
     # Longer lines are rejected unread: a real submission is a few KB, and a line is held whole to be parsed.
     max_line_bytes: int = 1 << 20
 
     def __post_init__(self) -> None:
-        if self.start_utc is not None and self.end_utc is not None and self.start_utc >= self.end_utc:
-            raise ValueError(f"empty date range: start_utc={self.start_utc} must be < end_utc={self.end_utc}")
-        if self.workers < 1:
-            raise ValueError(f"workers must be >= 1, got {self.workers}")
+        start, end = self.start_utc, self.end_utc  # parsed here, so a bad date fails when the config is made
+        if start is not None and end is not None and start >= end:
+            raise ValueError(f"empty date range: start_date={self.start_date!r} must be before end_date={self.end_date!r}")
         if self.max_line_bytes < 1:
             raise ValueError(f"max_line_bytes must be >= 1, got {self.max_line_bytes}")
+
+    @cached_property
+    def start_utc(self) -> int | None:
+        return _utc_seconds(self.start_date, "start_date")
+
+    @cached_property
+    def end_utc(self) -> int | None:
+        return _utc_seconds(self.end_date, "end_date")
 
     @cached_property
     def blocked(self) -> frozenset[str]:
@@ -476,33 +499,46 @@ def drop_repeated_submissions(tables: list[pa.Table], inputs: list[str]) -> tupl
     return rows.filter(pa.array(~repeated)), rejects
 
 
-def merge_dump_links(tables: list[pa.Table], inputs: list[str]) -> tuple[pa.Table, pa.Table]:
+def merge_dump_links(tables: list[pa.Table], inputs: list[str], max_links: int | None = None) -> tuple[pa.Table, pa.Table]:
     """The links of several dumps (each filter_dump's `submissions`, in the order given) → one row per normalized URL
-    (merge_links), and the `duplicate_submission` rejects of submissions an earlier dump kept already."""
-    unique, rejects = drop_repeated_submissions(tables, inputs)
-    return merge_links([unique]), rejects
+    (merge_links), and the rejects: `duplicate_submission` for submissions an earlier dump kept already, then
+    `over_max_links` for the links past the ``max_links`` highest-scored (ties: smaller doc_id first), if any."""
+    unique, repeated = drop_repeated_submissions(tables, inputs)
+    merged, over = merge_links([unique]), []
+    if max_links is not None and merged.num_rows > max_links:
+        ranked = merged.take(pc.sort_indices(merged, [("score_max", "descending"), ("doc_id", "ascending")]))
+        over = ranked.slice(max_links).to_pylist()
+        merged = ranked.slice(0, max_links).sort_by("doc_id")
+    capped = pa.Table.from_pylist([reject(r["url"], "reddit", "links", "over_max_links",
+                                          f"score {r['score_max']}; max_links={max_links}", ",".join(r["inputs"]),
+                                          r["doc_id"]) for r in over], schema=REJECT_SCHEMA)
+    return merged, pa.concat_tables([repeated, capped])
 
 
 # ---------------------------------------------------------------------------------------------------------------------
 # The step
 
 
-def filter_dump(path: str | Path, config: LinkFilterConfig | None = None) -> DumpResult:
+def filter_dump(path: str | Path, config: LinkFilterConfig | None = None, workers: int | None = None) -> DumpResult:
     """Read one dump (.zst, .gz or plain NDJSON) and keep the links of the submissions that pass the rules.
 
-    Raises DumpReadError when the file cannot be read at all. A file damaged part-way keeps what was decoded before
-    the damage and adds one `truncated_dump` reject for the lost tail.
+    ``workers`` threads classify the lines (default: one per core); the result does not depend on it. Raises
+    dump_lines.DumpReadError when the file cannot be read at all. A file damaged part-way keeps what was decoded
+    before the damage and adds one `truncated_dump` reject for the lost tail.
     """
     path, config = Path(path), config or LinkFilterConfig()
+    workers = (os.cpu_count() or 1) if workers is None else workers
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
     name = path.name
     chunk_results: list[_Decisions] = []
     damage: DumpDamaged | None = None
-    with ThreadPoolExecutor(config.workers, thread_name_prefix="dump-lines") as pool:
+    with ThreadPoolExecutor(workers, thread_name_prefix="dump-lines") as pool:
         in_flight: deque = deque()
         try:
             for chunk in read_line_chunks(path, config.max_line_bytes):
                 in_flight.append(pool.submit(_classify_chunk, chunk, name, config))
-                while len(in_flight) > config.workers:  # bounded memory: at most workers + 1 chunks decoded
+                while len(in_flight) > workers:  # bounded memory: at most workers + 1 chunks decoded
                     chunk_results.append(in_flight.popleft().result())
         except DumpDamaged as error:
             damage = error

@@ -111,8 +111,8 @@ def _as_page(item: Page | dict) -> Page | dict:
 def process_pages(pages: Iterable[Page | dict], config: ProcessConfig = ProcessConfig()) -> tuple[list[dict], list[dict]]:
     """(document rows, reject rows) in input order; reject rows given as input pass through unchanged.
 
-    Document rows have the DOC_SCHEMA columns except text_hash, submission_ids, subreddits and score, which the
-    flow adds after deduplication and the join with the submissions.
+    Document rows have the DOC_SCHEMA columns except text_hash, submission_ids, subreddits and score, which
+    `steps.extract_unit` adds (the fingerprints, and for Reddit pages the join with their submissions).
     """
     documents: list[dict] = []
     rejects: list[dict] = []

@@ -1,7 +1,8 @@
-"""Record shapes shared by the corpus steps: stable ids, rejects and the corpus document schema.
+"""The corpus schema, one declaration for the writer, the gate and every reader: documents, rejects, stable ids.
 
 Every input item (a submission, a page, a text file) ends either as a row of DOC_SCHEMA or as a row of
-REJECT_SCHEMA, never both and never neither.
+REJECT_SCHEMA, never both and never neither. Later stages read documents by the column names below (DOC_ID, TEXT,
+N_CHARS), not by string literals of their own.
 """
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ import hashlib
 from dataclasses import dataclass
 
 import pyarrow as pa
+
+SOURCES = ("reddit", "warc", "text")  # a Reddit-linked page, a WARC record, a local text file
 
 
 def doc_id_for(key: str) -> str:
@@ -24,7 +27,7 @@ class Page:
     url: str
     body: bytes
     content_type: str | None  # full Content-Type header value, charset included when sent
-    source: str  # "reddit" | "warc" | "text"
+    source: str  # one of SOURCES
     fetched_at: str | None = None  # ISO 8601 UTC
     http_status: int | None = None
     input: str = ""  # the file it came from, for provenance and error messages
@@ -35,7 +38,7 @@ REJECT_SCHEMA = pa.schema(
         ("item", pa.string()),  # submission id, URL or file path: what the user would look for
         ("doc_id", pa.string()),  # when the item had become a document candidate
         ("source", pa.string()),  # reddit | warc | text
-        ("step", pa.string()),  # links | fetch | extract | quality | dedup
+        ("step", pa.string()),  # links | fetch | extract | lang | quality | dedup
         ("reason", pa.string()),  # short stable code, e.g. "low_score", "http_404", "near_duplicate"
         ("detail", pa.string()),  # human-readable specifics
         ("input", pa.string()),  # input file (and line) it came from
@@ -48,14 +51,17 @@ def reject(item: str, source: str, step: str, reason: str, detail: str = "", inp
     return {"item": item, "doc_id": doc_id, "source": source, "step": step, "reason": reason, "detail": detail, "input": input}
 
 
+# The document columns other stages read by name.
+DOC_ID, TEXT, N_CHARS = "doc_id", "text", "n_chars"
+
 DOC_SCHEMA = pa.schema(
     [
-        ("doc_id", pa.string()),
+        (DOC_ID, pa.string()),  # doc_id_for(normalized URL or source path)
         ("url", pa.string()),
-        ("source", pa.string()),
+        ("source", pa.string()),  # one of SOURCES
         ("title", pa.string()),
-        ("text", pa.string()),
-        ("n_chars", pa.int64()),
+        (TEXT, pa.string()),
+        (N_CHARS, pa.int64()),
         ("n_words", pa.int64()),
         ("lang", pa.string()),
         ("lang_score", pa.float64()),
@@ -68,3 +74,7 @@ DOC_SCHEMA = pa.schema(
         ("input", pa.string()),
     ]
 )
+
+# Never null in a published corpus (the gate checks it); the others are null where they do not apply (a text file
+# has no submission ids, a WARC record no Reddit score).
+REQUIRED_DOC_COLUMNS = (DOC_ID, "url", "source", "title", TEXT, N_CHARS, "lang", "text_hash")

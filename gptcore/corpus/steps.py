@@ -1,0 +1,197 @@
+"""The per-shard steps of a corpus build, over its work folder: each writes its outputs atomically and returns a small
+summary, and skips what is already there, so a rerun after a kill resumes where the last one stopped.
+
+    links/<dump>.parquet, .rejects.parquet, .counts.json     filter_links: one dump's kept submissions, rejects, counts
+    links.parquet, links.rejects.parquet                     merge_link_tables: one row per URL (+ repeats, the cap)
+    fetch/<shard>.warc.gz, fetch/<shard>.log.parquet         fetch_shard: raw responses and the fetch log (log last)
+    extract/<unit>.rejects.parquet, .counts.json, .parquet   extract_*: documents with text_hash and bands (docs last)
+    dedup/                                                   dedup_keys → dedup_bucket → dedup_resolve (dedup_shards)
+
+A fetch shard is a slice of links.parquet (sorted by doc_id), so its links are known from its number alone. An
+extraction *unit* is a fetch shard, a WARC file or the set of text files; each records how many items it read apart
+from its outputs, so the accounting can check that every item ended as a document or a reject.
+"""
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from gptcore.corpus.dedup_shards import Unit, find_bucket_collisions, plan_units, resolve, write_unit_keys
+from gptcore.corpus.dumps import LinkFilterConfig, filter_dump, merge_dump_links
+from gptcore.corpus.fetch import FetchConfig, fetch_to_warc
+from gptcore.corpus.minhash import MinHashConfig, fingerprint_table
+from gptcore.corpus.process import ProcessConfig, process_pages_parallel
+from gptcore.corpus.records import DOC_SCHEMA, REJECT_SCHEMA
+from gptcore.corpus.textfiles import iter_text_documents
+from gptcore.corpus.warc import read_warc
+from gptcore.files import atomic_write_json, atomic_write_table
+
+LINKS_DIR, LINKS, LINK_REJECTS = "links", "links.parquet", "links.rejects.parquet"
+FETCH_DIR, EXTRACT_DIR, DEDUP_DIR = "fetch", "extract", "dedup"
+DEDUP_BUCKETS = 16  # bucket tasks of near-duplicate detection; the result does not depend on it
+
+
+def dump_key(index: int, dump: str) -> str:
+    """Work-file name of a dump: its position keeps two dumps with the same file name apart."""
+    return f"{index:04d}-{Path(dump).name}"
+
+
+def filter_links(work: Path, index: int, dump: str, config: LinkFilterConfig, workers: int | None = None) -> dict:
+    """Link filtering of one dump into ``links/<dump>.parquet`` (+ rejects, counts) unless it is already there."""
+    key = dump_key(index, dump)
+    out, rejected = work / LINKS_DIR / f"{key}.parquet", work / LINKS_DIR / f"{key}.rejects.parquet"
+    counts_file = work / LINKS_DIR / f"{key}.counts.json"
+    if not out.exists():
+        result = filter_dump(dump, config, workers)
+        atomic_write_table(rejected, result.rejects)
+        atomic_write_json(counts_file, result.counts)
+        atomic_write_table(out, result.submissions)  # per submission: merge-links keeps each submission once
+    return json.loads(counts_file.read_text())
+
+
+def merge_link_tables(work: Path, dumps: list[str], max_links: int | None) -> int:
+    """One row per normalized URL across all dumps, each submission kept once (a repeat in a later dump becomes a
+    ``duplicate_submission`` reject); links over ``max_links`` (lowest scores) become rejects. Returns the links."""
+    out = work / LINKS
+    if not out.exists():
+        merged, rejects = merge_dump_links(
+            [pq.read_table(work / LINKS_DIR / f"{dump_key(i, d)}.parquet") for i, d in enumerate(dumps)], dumps,
+            max_links)
+        atomic_write_table(work / LINK_REJECTS, rejects)
+        atomic_write_table(out, merged)
+    return pq.read_metadata(out).num_rows
+
+
+def shard_links(work: Path, shard: int, shard_size: int, columns: list[str] | None = None) -> pa.Table:
+    """The links of one fetch shard (links.parquet is sorted by doc_id; shard i holds rows i·size … (i+1)·size)."""
+    return pq.read_table(work / LINKS, columns=columns).slice(shard * shard_size, shard_size)
+
+
+def fetch_shard(work: Path, shard: int, shard_size: int, config: FetchConfig) -> dict:
+    """Fetch one shard's links into ``fetch/<shard>.warc.gz`` with its log (one row per link) unless it is there."""
+    log_path, warc_path = work / FETCH_DIR / f"{shard:05d}.log.parquet", work / FETCH_DIR / f"{shard:05d}.warc.gz"
+    if not log_path.exists():
+        links = shard_links(work, shard, shard_size, columns=["doc_id", "url"])
+        log = fetch_to_warc(list(zip(links["doc_id"].to_pylist(), links["url"].to_pylist())), warc_path, config)
+        atomic_write_table(log_path, log)
+    errors = pq.read_table(log_path, columns=["error"])["error"]
+    return {"shard": shard, "urls": len(errors), "ok": errors.null_count}
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Extraction units
+
+
+def unit_schema(bands: int) -> pa.Schema:
+    """Documents of one extraction unit: the corpus schema plus the MinHash band keys used by dedup."""
+    return DOC_SCHEMA.append(pa.field("bands", pa.list_(pa.uint64(), bands)))
+
+
+def unit_files(work: Path) -> list[Path]:
+    """The extracted documents of every unit (fetch shard, WARC file, text set), in unit-name order."""
+    return sorted(p for p in (work / EXTRACT_DIR).glob("*.parquet") if not p.name.endswith(".rejects.parquet"))
+
+
+def fetch_rejects(log: pa.Table, input_name: str) -> pa.Table:
+    """Fetch log rows with an error become rejects of step ``fetch``."""
+    failed = log.filter(pc.is_valid(log["error"])).to_pylist()
+    return pa.Table.from_pylist([{"item": r["url"], "doc_id": r["doc_id"], "source": "reddit", "step": "fetch",
+                                  "reason": r["error"], "detail": r.get("detail") or "", "input": input_name}
+                                 for r in failed], schema=REJECT_SCHEMA)
+
+
+def add_reddit_provenance(docs: list[dict], links: pa.Table, log: pa.Table) -> list[dict]:
+    """Attach submission ids, subreddits and score (from the link table) and fetch facts (from the fetch log)."""
+    by_link = {r["doc_id"]: r for r in links.select(["doc_id", "url", "submission_ids", "subreddits", "score_max"]).to_pylist()}
+    by_fetch = {r["doc_id"]: r for r in log.select(["doc_id", "status", "fetched_at"]).to_pylist()}
+    for doc in docs:
+        link, fetched = by_link[doc["doc_id"]], by_fetch.get(doc["doc_id"], {})
+        doc.update(url=link["url"], submission_ids=link["submission_ids"], subreddits=link["subreddits"],
+                   score=link["score_max"], http_status=fetched.get("status"), fetched_at=fetched.get("fetched_at"))
+    return docs
+
+
+def extract_unit(work: Path, unit: str, source: str, pages: Iterable, config: ProcessConfig, minhash: MinHashConfig,
+                 workers: int, extra_rejects: pa.Table | None = None,
+                 provenance: Callable[[list[dict]], list[dict]] | None = None) -> dict:
+    """Extract one unit of pages into ``extract/<unit>.parquet`` (+ rejects) unless it is already there.
+
+    The number of input items read (pages and reject rows from the reader) is recorded apart from the outputs, so
+    the accounting can check that every item read ended as a document or a reject.
+    """
+    out, rejected = work / EXTRACT_DIR / f"{unit}.parquet", work / EXTRACT_DIR / f"{unit}.rejects.parquet"
+    if not out.exists():
+        read = Counter()
+
+        def counted(items):
+            for item in items:
+                read[source] += 1
+                yield item
+
+        docs, rejects = process_pages_parallel(counted(pages), config, workers=workers)
+        atomic_write_json(work / EXTRACT_DIR / f"{unit}.counts.json", {"source": source, "inputs": read[source]})
+        prints = fingerprint_table([d["doc_id"] for d in docs], [d["text"] for d in docs], minhash)
+        for doc, text_hash, bands in zip(docs, prints["text_hash"].to_pylist(), prints["bands"].to_pylist()):
+            doc.update(text_hash=text_hash, bands=bands)
+        if provenance is not None:
+            docs = provenance(docs)
+        table = pa.Table.from_pylist(rejects, schema=REJECT_SCHEMA)
+        if extra_rejects is not None:
+            table = pa.concat_tables([extra_rejects.cast(REJECT_SCHEMA), table])
+        atomic_write_table(rejected, table)
+        atomic_write_table(out, pa.Table.from_pylist(docs, schema=unit_schema(minhash.bands)))
+    return {"unit": unit, "documents": pq.read_metadata(out).num_rows, "rejects": pq.read_metadata(rejected).num_rows}
+
+
+def extract_fetched(work: Path, shard: int, shard_size: int, config: ProcessConfig, minhash: MinHashConfig,
+                    workers: int) -> dict:
+    """One fetch shard's pages, with their submissions' provenance; its fetch failures become its rejects."""
+    log = pq.read_table(work / FETCH_DIR / f"{shard:05d}.log.parquet")
+    links = shard_links(work, shard, shard_size)
+    warc = work / FETCH_DIR / f"{shard:05d}.warc.gz"
+    pages = read_warc(warc, source="reddit") if warc.exists() else iter(())
+    return extract_unit(work, f"fetch-{shard:05d}", "reddit", pages, config, minhash, workers,
+                        extra_rejects=fetch_rejects(log, warc.name),
+                        provenance=lambda docs: add_reddit_provenance(docs, links, log))
+
+
+def extract_warc(work: Path, index: int, path: str, config: ProcessConfig, minhash: MinHashConfig, workers: int) -> dict:
+    """The pages of one WARC file given as an input."""
+    return extract_unit(work, f"warc-{index:05d}", "warc", read_warc(path, source="warc"), config, minhash, workers)
+
+
+def extract_texts(work: Path, paths: list[str], split: str, config: ProcessConfig, minhash: MinHashConfig,
+                  workers: int) -> dict:
+    """Every text file given (folders expanded), one unit."""
+    return extract_unit(work, "text", "text", iter_text_documents(paths, split=split), config, minhash, workers)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Deduplication over the units (the algorithm: gptcore.corpus.dedup_shards)
+
+
+def plan_dedup(work: Path, prior_indexes: list[tuple[str, str]]) -> list[Unit]:
+    """The dedup inputs: earlier versions' verified index files ((path, version), in build order), then every unit."""
+    return plan_units(prior_indexes, unit_files(work))
+
+
+def dedup_keys(work: Path, unit: Unit, minhash: MinHashConfig) -> int:
+    """One unit's fingerprints, split by bucket (skipped when done)."""
+    write_unit_keys(unit, work / DEDUP_DIR, DEDUP_BUCKETS, minhash)
+    return unit.number
+
+
+def dedup_bucket(work: Path, bucket: int) -> str:
+    """The fingerprints of one bucket that two or more documents share."""
+    return str(find_bucket_collisions(work / DEDUP_DIR, bucket))
+
+
+def dedup_resolve(work: Path, units: list[Unit], minhash: MinHashConfig) -> dict:
+    """Exact and near-duplicate decisions over the shared fingerprints only; highest score wins."""
+    return resolve(work / DEDUP_DIR, units, DEDUP_BUCKETS, minhash)
