@@ -1,4 +1,4 @@
-"""Token shards: the on-disk format the tokenize stage writes and every trainer reads (DESIGN.md, "Token shards").
+"""Token shards: the on-disk format the tokenize stage writes and every trainer reads (the design card, "Token shards").
 
 A tokens folder holds flat little-endian ``.bin`` files of token ids (``<u2``; ``<u4`` when the vocabulary exceeds
 65,535 ids) and one ``index.json``. Every document is written as ``[eot_id, *ids]`` — the end-of-text id goes
@@ -33,7 +33,7 @@ INDEX_FILE = "index.json"
 SHARD_FILES = "*.bin"  # the shards (a pattern): checked on read against index.json, not hashed twice
 EOT_PLACEMENT = "before_each_document"
 SPLITS = ("train", "val")
-UINT16_MAX_VOCAB = 65_535  # DESIGN.md: uint32 "when the vocabulary exceeds 65,535"
+UINT16_MAX_VOCAB = 65_535  # the design card: uint32 "when the vocabulary exceeds 65,535"
 
 
 class TokenIndexError(ValueError):
