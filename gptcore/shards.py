@@ -18,7 +18,7 @@ import json
 import os
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Iterable, Iterator, Protocol, Sequence
+from typing import TYPE_CHECKING, Iterable, Iterator, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -27,6 +27,9 @@ import pyarrow.parquet as pq
 from gptcore.corpus import DOC_ID, N_CHARS, TEXT
 from gptcore.files import atomic_write_bytes, remove_stale_temps, sha256_file, temp_sibling
 from gptcore.names import check_name
+
+if TYPE_CHECKING:  # the protocol only: training processes that read shards never load a tokenizer library
+    from gptcore.encoding import Encoder
 
 FORMAT_VERSION = 1
 INDEX_FILE = "index.json"
@@ -434,15 +437,6 @@ class _ShardPlanBuilder:
 # Tokenizing one shard
 
 
-class BatchEncoder(Protocol):
-    """What tokenize_shard needs from a tokenizer (gptcore.encoding's encoders provide it)."""
-
-    eot_id: int
-    vocab_size: int
-
-    def encode_batch(self, texts: list[str]) -> list[list[int]]: ...
-
-
 def decode_utf8(raw: bytes) -> tuple[str, int]:
     """Text from corpus bytes, with every invalid UTF-8 sequence replaced by U+FFFD, and how many were replaced.
 
@@ -456,7 +450,7 @@ def decode_utf8(raw: bytes) -> tuple[str, int]:
         return text, text.count("\ufffd") - raw.count("\ufffd".encode())
 
 
-def tokenize_shard(task: ShardTask, encoder: BatchEncoder, *, batch_chars: int = 4_000_000,
+def tokenize_shard(task: ShardTask, encoder: Encoder, *, batch_chars: int = 4_000_000,
                    batch_documents: int = 1024) -> ShardStats:
     """Encode the task's documents into its shard; skipped when the shard already exists from the same task.
 
@@ -506,7 +500,7 @@ def _stats_path(output: Path) -> Path:
     return output.with_name(f".{output.name}.stats.json")
 
 
-def _finished_stats(task: ShardTask, encoder: BatchEncoder) -> ShardStats | None:
+def _finished_stats(task: ShardTask, encoder: Encoder) -> ShardStats | None:
     """The recorded statistics of a finished shard made by this very task, if its file still matches them."""
     output = Path(task.output)
     try:
