@@ -16,13 +16,12 @@ from pathlib import Path
 
 import duckdb
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from gptcore.corpus.dedup import write_dedup_index
 from gptcore.corpus.dedup_shards import read_result
 from gptcore.corpus.minhash import MinHashConfig
-from gptcore.corpus.records import DOC_SCHEMA, REJECT_SCHEMA
+from gptcore.corpus.records import REJECT_SCHEMA
 from gptcore.corpus.steps import DEDUP_DIR, EXTRACT_DIR, FETCH_DIR, LINK_REJECTS, LINKS, LINKS_DIR, unit_files, unit_schema
 from gptcore.files import atomic_write_table
 
@@ -62,9 +61,13 @@ def write_version_folder(work: Path, out: Path, version: str, minhash: MinHashCo
     units = unit_files(work)
     con = duckdb.connect()
     con.register("keep", pa.table({"doc_id": pa.array(keep, pa.string())}))
-    kept = con.sql("select d.* exclude (bands) from read_parquet($files) d semi join keep using (doc_id) order by d.doc_id",
-                   params={"files": [str(p) for p in units]}).to_arrow_table() if units else DOC_SCHEMA.empty_table()
-    kept = kept.cast(DOC_SCHEMA) if kept.num_rows else DOC_SCHEMA.empty_table()
+    # One read of the units: the kept documents with their fingerprints, for the data files and the dedup index.
+    unit_docs = unit_schema(minhash.bands)
+    kept = con.sql("select d.* from read_parquet($files) d semi join keep using (doc_id) order by d.doc_id",
+                   params={"files": [str(p) for p in units]}).to_arrow_table() if units else unit_docs.empty_table()
+    kept = kept.cast(unit_docs) if kept.num_rows else unit_docs.empty_table()
+    write_dedup_index(out / DEDUP_INDEX, version, kept["doc_id"], kept["text_hash"], kept["bands"], minhash)
+    kept = kept.drop_columns(["bands"])
     for i, start in enumerate(range(0, max(kept.num_rows, 1), docs_per_part)):
         atomic_write_table(out / "data" / f"part-{i:05d}.parquet", kept.slice(start, docs_per_part))
 
@@ -83,10 +86,6 @@ def write_version_folder(work: Path, out: Path, version: str, minhash: MinHashCo
     for warc in sorted((work / FETCH_DIR).glob("*.warc.gz")):
         link_or_copy(warc, out / "warc" / warc.name)
 
-    prints = read_tables(units, unit_schema(minhash.bands), columns=["doc_id", "text_hash", "bands"])
-    prints = prints.filter(pc.is_in(prints["doc_id"], pa.array(keep, pa.string())))
-    write_dedup_index(out / DEDUP_INDEX, version, prints["doc_id"].to_pylist(), prints["text_hash"].to_pylist(),
-                      prints["bands"], minhash)
     return {"documents": kept.num_rows, "rejects": rejects.num_rows,
             "rejects_by_reason": dict(sorted(con.sql("select step || ':' || reason, count(*) from rejects group by 1")
                                              .fetchall()))}
