@@ -1,4 +1,5 @@
-"""Specification of gptcore.hf: GPT-2 weights move both ways between gptcore and `transformers`, offline."""
+"""Specification of gptcore.hf: GPT-2 weights move both ways between gptcore and `transformers`, GPT-1 (post-LN)
+weights and GPT-1 choice heads go to `transformers`; offline."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from gptcore.hf import load_hf_gpt2, save_hf_gpt2
+from gptcore.hf import load_hf_gpt2, save_hf_gpt2, save_hf_model, save_hf_openai_gpt
 from gptcore.model import GPT, config_from_preset
 
 transformers = pytest.importorskip("transformers")
@@ -84,6 +85,37 @@ def test_checkpoint_without_transformer_prefix_and_with_mask_buffers_loads(tmp_p
 def test_post_ln_gpt1_layout_is_refused_for_gpt2_export(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="post-LN"):
         save_hf_gpt2(tiny_gptcore_model(layer_norm="post"), tmp_path)
+
+
+@pytest.mark.parametrize("overrides", [{}, {"tie_embeddings": False}, {"bias": False}])
+def test_post_ln_gpt1_model_saves_as_openai_gpt_with_same_logits(tmp_path: Path, overrides: dict) -> None:
+    ours = tiny_gptcore_model(layer_norm="post", **overrides)
+    save_hf_model(ours, tmp_path, eos_token_id=0)
+    assert json.loads((tmp_path / "config.json").read_text())["model_type"] == "openai-gpt"
+    hf_model = transformers.AutoModelForCausalLM.from_pretrained(tmp_path).eval()
+    assert type(hf_model).__name__ == "OpenAIGPTLMHeadModel"
+    with torch.no_grad():
+        assert torch.allclose(hf_model(tokens()).logits, ours(tokens())[0], atol=1e-5)
+
+
+def test_openai_gpt_export_refuses_an_mlp_width_it_cannot_compute(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="4 \\* n_embd"):
+        save_hf_openai_gpt(tiny_gptcore_model(layer_norm="post", n_inner=96), tmp_path)
+
+
+@pytest.mark.parametrize("layer_norm, model_class", [("pre", "GPT2DoubleHeadsModel"),
+                                                     ("post", "OpenAIGPTDoubleHeadsModel")])
+def test_a_choice_head_saves_as_the_double_heads_model_reading_the_given_token(tmp_path: Path, layer_norm: str,
+                                                                               model_class: str) -> None:
+    ours = tiny_gptcore_model(layer_norm=layer_norm)
+    head = torch.nn.Linear(32, 1)
+    save_hf_model(ours, tmp_path, eos_token_id=0, choice_head=head)
+    hf_model = getattr(transformers, model_class).from_pretrained(tmp_path).eval()
+    positions = torch.tensor([7, 19])  # one "extract" position per sequence
+    with torch.no_grad():
+        expected = head(ours.hidden_states(tokens())[torch.arange(2), positions]).squeeze(-1)  # (2,)
+        mc_logits = hf_model(tokens()[None], mc_token_ids=positions[None]).mc_logits  # one example, 2 choices
+        assert torch.allclose(mc_logits[0], expected, atol=1e-5)
 
 
 def test_checkpoint_with_exact_gelu_is_refused(tmp_path: Path) -> None:
