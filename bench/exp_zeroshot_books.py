@@ -107,14 +107,14 @@ def print_run(run: str, results: dict) -> None:
           f"{results['tokens']}): {ppl['tokens']:,} tokens, {ppl['bytes']:,} bytes")
     print(f"  loss {ppl['loss']:.4f} nats/token   perplexity {ppl['perplexity']:.2f}   "
           f"bits/token {ppl['bits_per_token']:.3f}   bits/byte {ppl['bits_per_byte']:.4f}\n")
-    header = f"{'task':<24}{'n':>6}{'acc raw':>9}{'/token':>8}{'/byte':>8}{'chance':>8}{'ppl':>9}" \
+    header = f"{'task':<24}{'n':>6}{'acc':>9}{'/token':>8}{'norm':>8}{'chance':>8}{'ppl':>9}" \
              f"{'8-grams in corpus':>19}{'examples w/ overlap':>21}"
     print(header)
     print("-" * len(header))
     for name, task in results["tasks"].items():
         m, c = task["metrics"], task["contamination"]
-        print(f"{name:<24}{m['examples']:>6}{m['accuracy']:>9.3f}{m.get('accuracy_per_token', float('nan')):>8.3f}"
-              f"{m.get('accuracy_per_byte', float('nan')):>8.3f}{m.get('chance', float('nan')):>8.3f}"
+        print(f"{name:<24}{m['examples']:>6}{m['acc']:>9.3f}{m.get('acc_per_token', float('nan')):>8.3f}"
+              f"{m.get('acc_norm', float('nan')):>8.3f}{m.get('chance', float('nan')):>8.3f}"
               f"{m.get('perplexity', float('nan')):>9.1f}{c['fraction_ngrams_found']:>19.4f}"
               f"{c['fraction_examples_with_overlap']:>21.3f}")
 

@@ -14,8 +14,8 @@ from data_contracts.gate import Check, GateReport, run_gate
 # What each kind of result must report (a finetuned task reports what its task type measures: at least one metric).
 EXPECTED_METRICS: dict[str, tuple[str, ...]] = {
     "perplexity": ("loss", "perplexity", "bits_per_token", "bits_per_byte"),
-    "multiple_choice": ("accuracy", "accuracy_per_token", "accuracy_per_byte", "chance"),
-    "lambada": ("accuracy", "perplexity"),
+    "multiple_choice": ("acc", "acc_norm", "acc_bytes", "acc_per_token", "chance"),
+    "lambada": ("acc", "perplexity", "token_perplexity"),
     "completion": ("rouge1_f1", "rougeL_f1"),
     "finetuned": (),
 }

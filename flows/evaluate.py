@@ -10,14 +10,17 @@ the text the run was pretrained on (the training split of its tokens version) is
 evaluations.
 
 Outputs: ``results.json`` (per run: perplexity and each task's metrics and contamination), ``comparison.md`` (the
-best run per task and metric over this and every earlier eval version, on the same task file), Prefect table
-artifacts of both, and a manifest whose upstream is the runs and the task files. The gate
+best run per task and metric over this and every earlier eval version, on the same task file), ``tasks/<task><ext>``
+(a copy of each task file, the bytes that were scored), Prefect table artifacts, and a manifest whose upstream is the
+runs and the task files (each with the relative path of its copy). A copied data root re-runs its
+evaluations from those copies: ``evaluate(runs, tasks=stored_tasks(root, version))``. The gate
 (``data_contracts.evaluate``) refuses missing, non-finite or empty-set metrics.
 """
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+import shutil
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
 from prefect import flow, task
@@ -33,7 +36,7 @@ from gptcore.checkpoint import CHECKPOINT_DIR, CHECKPOINT_FILES, latest_checkpoi
 from gptcore.contamination import NGRAM, BloomFilter, build_corpus_filter, example_texts, measure_overlap
 from gptcore.encoding import TOKENIZER_FILE, load_encoder
 from gptcore.evaltasks import EvalTask, read_eval_task
-from gptcore.files import atomic_write_json
+from gptcore.files import atomic_file, atomic_write_json, sha256_file
 from gptcore.finetune import TASK_FILE as FINETUNE_TASK_FILE
 from gptcore.finetune import evaluate_task
 from gptcore.names import check_name
@@ -44,6 +47,7 @@ from gptcore.zeroshot import evaluate_completion, evaluate_last_word, evaluate_m
 
 STAGE = "eval"
 RESULTS, COMPARISON = "results.json", "comparison.md"
+TASKS_DIR = "tasks"  # in an eval version: the task files it scored
 
 
 # -- runs ---------------------------------------------------------------------------------------------------------
@@ -130,6 +134,52 @@ def evaluate_run(root: DataRoot, ref: RunRef, eval_tasks: list[EvalTask], max_to
     return result
 
 
+# -- task files ---------------------------------------------------------------------------------------------------
+
+
+def stored_task_path(task: EvalTask) -> str:
+    """Where an eval version keeps a task's file, relative to the version folder (the suffix tells readers the
+    format, as the original's did)."""
+    return f"{TASKS_DIR}/{task.name}{Path(task.path).suffix}"
+
+
+def task_input(task: EvalTask) -> dict:
+    """The manifest's upstream entry of a task file: where it was read (``path``, as every stage names its inputs),
+    its size and sha256, and its copy in the version (``copy``, relative to the version folder)."""
+    return {**input_file(task.path, "task"), "task": task.name, "copy": stored_task_path(task)}
+
+
+def copy_task_files(out: Path, eval_tasks: list[EvalTask], sha256: dict[str, str]) -> list[EvalTask]:
+    """Copy each task file into the version folder being written; the tasks returned read the copies, so what is
+    scored is what is published. A file that changed since it was hashed is refused."""
+    stored = []
+    for task in eval_tasks:
+        target = out / stored_task_path(task)
+        with open(task.path, "rb") as source, atomic_file(target) as copy:
+            shutil.copyfileobj(source, copy)
+        if sha256_file(target) != sha256[task.name]:
+            raise StoreError(f"task {task.name!r}: {task.path} changed while evaluate was starting (its sha256 no "
+                             "longer matches); rerun when the file is no longer being written")
+        stored.append(replace(task, path=str(target)))
+    return stored
+
+
+def stored_tasks(root: DataRoot, version: str) -> list[dict]:
+    """The ``tasks`` of a published eval version, each path at its verified copy in the version (a local folder), so
+    that ``evaluate(runs, tasks=stored_tasks(root, version))`` re-runs them from the data root alone."""
+    folder = root.local_version(STAGE, version)
+    outputs = root.verified_manifest(STAGE, version)["outputs"]
+    names = {f.name for f in fields(EvalTask)}
+    specs = []
+    for name, entry in json.loads((folder / RESULTS).read_text())["tasks"].items():
+        if entry["path"] not in outputs:
+            raise StoreError(f"eval version {version!r} does not hold the file of its task {name!r} (it names "
+                             f"{entry['path']}): it was written before evaluate kept task files; rerun evaluate on "
+                             "the original files to make a version that holds them")
+        specs.append({**{k: v for k, v in entry.items() if k in names}, "path": str(folder / entry["path"])})
+    return specs
+
+
 # -- contamination ------------------------------------------------------------------------------------------------
 
 
@@ -202,7 +252,7 @@ def evaluate(
         raise ValueError(f"task names must be unique, got {[t.name for t in eval_tasks]}")
     folders: dict[tuple[str, str], Path] = {}  # each upstream version verified once in this evaluation
     refs = [resolve_run(root, label, tokens, folders) for label in runs]
-    inputs = [{**input_file(t.path, "task"), "task": t.name} for t in eval_tasks]
+    inputs = [task_input(t) for t in eval_tasks]
     run_versions = list(dict.fromkeys(r.run for r in refs))
     upstream = [upstream_version(root, "runs", r) for r in run_versions]
     parameters = {"runs": runs, "tokens": tokens, "tasks": [asdict(t) for t in eval_tasks],
@@ -215,9 +265,11 @@ def evaluate(
         return started.published
     out = started.out
     out.mkdir(parents=True, exist_ok=True)
+    eval_tasks = copy_task_files(out, eval_tasks, parameters["inputs"])
 
-    results = {"version": started.name, "tasks": {t.name: {**asdict(t), "sha256": parameters["inputs"][t.name]}
-                                                  for t in eval_tasks}, "runs": {}}
+    results = {"version": started.name,
+               "tasks": {t.name: {**asdict(t), "path": stored_task_path(t), "sha256": parameters["inputs"][t.name]}
+                         for t in eval_tasks}, "runs": {}}
     for ref in refs:
         logger.info("evaluating %s (%s) on tokens %s and %d task(s)", ref.label, ref.checkpoint.name, ref.tokens,
                     len(eval_tasks))

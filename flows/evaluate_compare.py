@@ -6,7 +6,7 @@ other metric highest first; counts, chance level and contamination are reported 
 """
 from __future__ import annotations
 
-LOWER_IS_BETTER = {"loss", "perplexity", "bits_per_token", "bits_per_byte"}
+LOWER_IS_BETTER = {"loss", "perplexity", "token_perplexity", "bits_per_token", "bits_per_byte"}
 NOT_RANKED = {"examples", "tokens", "bytes", "documents", "chance", "mean_words"}
 CONTAMINATION = ("fraction_ngrams_found", "fraction_examples_with_overlap")
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from gptcore.names import check_name
 from gptcore.taskdata import is_decodable, jsonl_records, load_task_file, to_record
 from gptcore.zeroshot import CompletionConfig
 
@@ -47,6 +48,7 @@ class EvalTask:
         if missing or unknown:
             raise ValueError(f"task {spec.get('name', spec)!r}: missing {missing}, unknown {unknown}; a task needs "
                              f"name, type, path and may set {sorted(known - {'name', 'type', 'path'})}")
+        check_name(spec["name"], "evaluation task name")  # it becomes a file name
         if spec["type"] not in EVAL_TASK_TYPES:
             raise ValueError(f"task {spec['name']!r}: type {spec['type']!r} is not one of {EVAL_TASK_TYPES}")
         if not Path(spec["path"]).is_file():

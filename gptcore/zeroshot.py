@@ -2,18 +2,23 @@
 
 Three task types, each taking the generic task records (one dict per example):
 
-- **multiple choice** ``{"context", "choices", "label"}``: each answer is scored by the summed log-likelihood of its
-  tokens after the context. Summed scores favour short answers, so the choice is also made per token and per byte
-  (the lm-evaluation-harness ``acc_norm`` idea); all three accuracies are reported next to chance.
+- **multiple choice** ``{"context", "choices", "label"}``: each answer (``delimiter + choice``) is scored by the summed
+  log-likelihood of its tokens after the context. Summed scores favour short answers, so the choice is also made
+  after dividing by the choice's length. Metrics, with lm-evaluation-harness's names and definitions where it has
+  them: ``acc`` (summed), ``acc_norm`` (per character of the choice), ``acc_bytes`` (per UTF-8 byte of the choice),
+  and gptforge's own ``acc_per_token`` (per token of the answer), next to ``chance``.
 - **last word** (LAMBADA) ``{"text"}``: the last whitespace-separated word is the target. It counts as right when
   greedy decoding after the rest of the text produces exactly the word's tokens — checked in one forward pass: every
   target token must be the argmax given the tokens before it, which is what greedy decoding would have produced.
-  The target words' perplexity is reported as well (GPT-2 reports both).
+  ``acc`` is that fraction; ``perplexity`` is lm-evaluation-harness's, per target word (``exp`` of minus the mean
+  summed log-likelihood of a word); ``token_perplexity`` is per target token.
 - **completion** ``{"text", "reference", …}``: a prompt template such as ``"{text}\\nTL;DR:"`` (fields of the record
   fill it) is continued greedily or with top-k sampling, and scored against the reference by ROUGE-1 and ROUGE-L F1
   on lowercased alphanumeric words.
 
 Every sequence starts after the end-of-text id, as documents do in the token shards the model was trained on.
+Whitespace that ends a context is scored as the start of the continuation (``scored_texts``), as
+lm-evaluation-harness does, so the same task run there scores the same tokens.
 """
 from __future__ import annotations
 
@@ -101,29 +106,38 @@ def check_multiple_choice(examples: Sequence[dict]) -> None:
         raise TaskDataError(f"{len(bad)} multiple-choice record(s) are invalid: {'; '.join(bad[:3])}")
 
 
+def scored_texts(context: str, continuation: str) -> tuple[str, str]:
+    """(context, continuation) as they are scored: whitespace ending the context moves to the continuation, the rule
+    of lm-evaluation-harness (``_encode_pair``), so that a word keeps its leading space in one token."""
+    kept = context.rstrip()
+    return kept, context[len(kept):] + continuation
+
+
+MULTIPLE_CHOICE_METRICS = ("acc", "acc_norm", "acc_bytes", "acc_per_token")
+
+
 def evaluate_multiple_choice(model: GPT, encoder: Encoder, examples: Sequence[dict], delimiter: str = " ",
                              batch_size: int = 16, device: torch.device | str = "cpu") -> dict:
-    """Accuracy choosing by summed, per-token and per-byte log-likelihood; ``delimiter`` joins context and answer."""
+    """Accuracy choosing by summed log-likelihood and by it per character, byte and token; ``delimiter`` joins
+    context and answer (lm-evaluation-harness's ``target_delimiter``) and is not counted in a choice's length."""
     check_multiple_choice(examples)
-    pairs, answer_bytes = [], []
+    pairs = []
     for ex in examples:
-        context = [encoder.eot_id] + encoder.encode(ex["context"])
         for choice in ex["choices"]:
-            answer = delimiter + choice
-            pairs.append((context, encoder.encode(answer)))
-            answer_bytes.append(len(answer.encode("utf-8")))
-    scores = iter(zip(score_continuations(model, pairs, batch_size, device), answer_bytes))
+            context, answer = scored_texts(ex["context"], delimiter + choice)
+            pairs.append(([encoder.eot_id] + encoder.encode(context), encoder.encode(answer)))
+    scores = iter(score_continuations(model, pairs, batch_size, device))
     right = Counter()
     for ex in examples:
-        rated = [next(scores) for _ in ex["choices"]]
-        by = {"accuracy": [s.logprob for s, _ in rated],
-              "accuracy_per_token": [s.logprob / s.tokens for s, _ in rated],
-              "accuracy_per_byte": [s.logprob / n for s, n in rated]}
-        for metric, values in by.items():
+        rated = [(next(scores), choice) for choice in ex["choices"]]
+        by = {"acc": [s.logprob for s, _ in rated],
+              "acc_norm": [s.logprob / len(c) for s, c in rated],
+              "acc_bytes": [s.logprob / len(c.encode("utf-8")) for s, c in rated],
+              "acc_per_token": [s.logprob / s.tokens for s, _ in rated]}
+        for metric, values in by.items():  # the first of equal scores, as numpy's argmax picks
             right[metric] += int(max(range(len(values)), key=values.__getitem__) == ex["label"])
     n = len(examples)
-    return {"examples": n, **{metric: right[metric] / n for metric in
-                              ("accuracy", "accuracy_per_token", "accuracy_per_byte")},
+    return {"examples": n, **{metric: right[metric] / n for metric in MULTIPLE_CHOICE_METRICS},
             "chance": sum(1 / len(ex["choices"]) for ex in examples) / n}
 
 
@@ -141,19 +155,20 @@ def split_last_word(text: str) -> tuple[str, str]:
 
 def evaluate_last_word(model: GPT, encoder: Encoder, examples: Sequence[dict], batch_size: int = 16,
                        device: torch.device | str = "cpu") -> dict:
-    """LAMBADA-style accuracy (greedy decoding gives the last word) and the last words' perplexity."""
+    """LAMBADA-style accuracy (greedy decoding gives the last word) and the last words' perplexity, per word
+    (lm-evaluation-harness's ``perplexity``) and per token (``token_perplexity``)."""
     if not examples:
         raise TaskDataError("no last-word records")
     pairs = []
     for i, ex in enumerate(examples):
         if not isinstance(ex.get("text"), str):
             raise TaskDataError(f"last-word record #{i} needs a 'text' string, got fields {sorted(ex)}")
-        context, word = split_last_word(ex["text"])
+        context, word = scored_texts(*split_last_word(ex["text"]))
         pairs.append(([encoder.eot_id] + encoder.encode(context), encoder.encode(word)))
     scores = score_continuations(model, pairs, batch_size, device)
-    tokens = sum(s.tokens for s in scores)
-    return {"examples": len(scores), "accuracy": sum(s.greedy for s in scores) / len(scores),
-            "perplexity": math.exp(-sum(s.logprob for s in scores) / tokens)}
+    logprob, tokens = sum(s.logprob for s in scores), sum(s.tokens for s in scores)
+    return {"examples": len(scores), "acc": sum(s.greedy for s in scores) / len(scores),
+            "perplexity": math.exp(-logprob / len(scores)), "token_perplexity": math.exp(-logprob / tokens)}
 
 
 # -- prompted completion ----------------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ import pytest
 
 from data_contracts.evaluate import validate_results
 from flows.store import DataRoot
+from gptcore.files import sha256_file
 from tests.builders import MODULES, TINY_TRAIN, publish_corpus
 
 TRAINED_ON = MODULES[:6]
@@ -93,8 +94,9 @@ def test_results_hold_perplexity_every_task_metric_and_contamination_per_run(run
     assert set(latest["tasks"]) == {t["name"] for t in tasks}
     choice = latest["tasks"]["choice-unseen"]["metrics"]
     assert choice["examples"] == 12 and choice["chance"] == 0.25
-    assert all(0 <= choice[m] <= 1 for m in ("accuracy", "accuracy_per_token", "accuracy_per_byte"))
-    assert math.isfinite(latest["tasks"]["last-word"]["metrics"]["perplexity"])
+    assert all(0 <= choice[m] <= 1 for m in ("acc", "acc_norm", "acc_bytes", "acc_per_token"))
+    last_word = latest["tasks"]["last-word"]["metrics"]
+    assert math.isfinite(last_word["perplexity"]) and last_word["perplexity"] >= last_word["token_perplexity"]
     assert 0 <= latest["tasks"]["summary"]["metrics"]["rougeL_f1"] <= 1
     # The check that the contamination check works: text the run trained on is found, unseen text is not.
     assert latest["tasks"]["choice-seen"]["contamination"]["fraction_ngrams_found"] > 0.5
@@ -113,6 +115,13 @@ def test_the_manifest_names_the_runs_and_task_files_and_the_comparison_names_the
     assert [u["version"] for u in manifest["upstream"] if u["kind"] == "version"] == ["r1"]
     assert [u["task"] for u in manifest["upstream"] if u["kind"] == "task"] == ["choice-seen"]
     assert {"results.json", "comparison.md"} <= set(manifest["outputs"])
+    # The task file travels with the version: copied in, listed with its checksum, named by a relative path.
+    [task_file] = [u for u in manifest["upstream"] if u["kind"] == "task"]
+    original = Path(tasks[0]["path"])
+    assert task_file["copy"] == "tasks/choice-seen.jsonl" and task_file["path"] == str(original.resolve())
+    assert manifest["outputs"]["tasks/choice-seen.jsonl"]["sha256"] == task_file["sha256"] == sha256_file(original)
+    assert (folder / "tasks" / "choice-seen.jsonl").read_bytes() == original.read_bytes()
+    assert json.loads((folder / "results.json").read_text())["tasks"]["choice-seen"]["path"] == task_file["copy"]
     comparison = (folder / "comparison.md").read_text()
     best_loss = next(line for line in comparison.splitlines() if "| loss |" in line)
     assert "r1 (checkpoints/step_000030.pt)" in best_loss
@@ -139,14 +148,22 @@ def test_an_unknown_task_type_is_refused_before_anything_is_written(run_root, ta
     assert not (run_root.local_path / "eval" / ".bad.partial").exists()
 
 
+def test_a_task_name_that_could_leave_the_version_folder_is_refused(run_root, tasks, prefect_harness):
+    from flows.evaluate import evaluate
+
+    with pytest.raises(ValueError, match="evaluation task name '../up' is not a valid folder name"):
+        evaluate(runs=["r1"], tasks=[{**tasks[0], "name": "../up"}], version="bad2", data_root=run_root.url)
+    assert not (run_root.local_path / "eval" / ".bad2.partial").exists()
+
+
 def test_the_gate_refuses_non_finite_metrics_missing_metrics_and_empty_sets():
     ppl = {"loss": 1.0, "perplexity": 2.7, "bits_per_token": 1.4, "bits_per_byte": 0.5, "tokens": 10, "bytes": 40}
     good = {"runs": {"r": {"perplexity": ppl, "tasks": {"t": {"type": "lambada", "metrics": {
-        "examples": 3, "accuracy": 0.5, "perplexity": 9.0}, "contamination": {
+        "examples": 3, "acc": 0.5, "perplexity": 9.0, "token_perplexity": 3.0}, "contamination": {
         "fraction_ngrams_found": 0.0, "fraction_examples_with_overlap": 0.0}}}}}}
     assert validate_results(good).success
     metrics = good["runs"]["r"]["tasks"]["t"]["metrics"]
-    for broken in ({**metrics, "accuracy": float("nan")}, {"examples": 3, "accuracy": 0.5}, {**metrics, "examples": 0}):
+    for broken in ({**metrics, "acc": float("nan")}, {"examples": 3, "acc": 0.5}, {**metrics, "examples": 0}):
         bad = json.loads(json.dumps(good))
         bad["runs"]["r"]["tasks"]["t"]["metrics"] = broken
         assert not validate_results(bad).success, broken

@@ -1,4 +1,5 @@
-"""Zero-shot scoring: multiple choice (raw and length-normalised), LAMBADA-style last word, prompted completion.
+"""Zero-shot scoring: multiple choice (raw and length-normalised), LAMBADA-style last word, prompted completion, with
+lm-evaluation-harness's metric definitions where it has the metric.
 
 The models here are transparent stand-ins with the GPT interface over a character vocabulary, so every expected
 number can be worked out by hand: a unigram model (the same next-character distribution everywhere) and a bigram
@@ -15,7 +16,8 @@ from torch import nn
 from gptcore.generate import generate
 from gptcore.model import GPT, GPTConfig, config_from_preset
 from gptcore.zeroshot import (CompletionConfig, TaskDataError, evaluate_completion, evaluate_last_word,
-                              evaluate_multiple_choice, rouge_l_f1, rouge_n_f1, score_continuations, split_last_word)
+                              evaluate_multiple_choice, rouge_l_f1, rouge_n_f1, score_continuations, scored_texts,
+                              split_last_word)
 
 VOCAB = 128  # ASCII; id 0 is end-of-text
 
@@ -82,12 +84,32 @@ def test_batched_scores_equal_one_at_a_time_and_long_contexts_keep_their_end():
 
 def test_length_normalisation_picks_the_likely_long_answer_that_the_raw_sum_rejects():
     # Each character has the same probability whatever precedes it. " z": ln 0.3 + ln 0.001 = -8.1 in total,
-    # -4.05 per token; " " + 12 "a": ln 0.3 + 12 ln 0.5 = -9.5 in total, -0.73 per token (and per byte).
+    # -4.05 per token, -8.1 per character of "z"; " " + 12 "a": ln 0.3 + 12 ln 0.5 = -9.5 in total, -0.73 per token,
+    # -0.79 per character.
     model = TableLM.unigram({"a": 0.5, " ": 0.3, "z": 0.001})
     examples = [{"context": "Pick one.", "choices": ["z", "a" * 12], "label": 1}]
     metrics = evaluate_multiple_choice(model, CharEncoder(), examples)
-    assert metrics == {"examples": 1, "accuracy": 0.0, "accuracy_per_token": 1.0, "accuracy_per_byte": 1.0,
+    assert metrics == {"examples": 1, "acc": 0.0, "acc_norm": 1.0, "acc_bytes": 1.0, "acc_per_token": 1.0,
                        "chance": 0.5}
+
+
+def test_acc_norm_divides_by_the_characters_of_the_choice_without_the_delimiter():
+    # lm-evaluation-harness's acc_norm: ln P(" " + choice) / len(choice). " z": (-4 - 0.5) / 1 = -4.5 loses to
+    # " aaaa": (-4 - 4 * 2.5) / 4 = -3.5. Counting the delimiter too would pick " z" (-2.25 against -2.8), and so does
+    # the per-token score, which counts the delimiter's token.
+    model = TableLM.unigram({" ": math.exp(-4), "z": math.exp(-0.5), "a": math.exp(-2.5)})
+    metrics = evaluate_multiple_choice(model, CharEncoder(), [{"context": "Pick.", "choices": ["z", "aaaa"],
+                                                               "label": 1}])
+    assert (metrics["acc"], metrics["acc_norm"], metrics["acc_bytes"], metrics["acc_per_token"]) == (0, 1, 1, 0)
+
+
+def test_whitespace_ending_a_context_is_scored_as_the_start_of_the_answer():
+    assert scored_texts("Question: why? ", " Because") == ("Question: why?", "  Because")
+    assert scored_texts("a\n", "b") == ("a", "\nb") and scored_texts("a", " b") == ("a", " b")
+    model = TableLM.unigram({" ": 0.25, "x": 0.25})
+    # "some words  xx": the target is "  xx" (both spaces), four tokens of probability 1/4 each
+    metrics = evaluate_last_word(model, CharEncoder(), [{"text": "some words  xx"}])
+    assert metrics["perplexity"] == pytest.approx(4.0 ** 4, rel=1e-5)
 
 
 def test_multiple_choice_records_without_a_valid_label_are_refused_by_position():
@@ -101,7 +123,7 @@ def test_the_last_word_counts_as_right_only_when_greedy_decoding_produces_it():
     model = TableLM.bigram({"e": " ", " ": "c", "c": "a", "a": "t", "t": "."})
     examples = [{"text": "I see the cat"}, {"text": "I see the car"}, {"text": "I see the cattle"}]
     metrics = evaluate_last_word(model, CharEncoder(), examples)
-    assert metrics["examples"] == 3 and metrics["accuracy"] == pytest.approx(1 / 3)
+    assert metrics["examples"] == 3 and metrics["acc"] == pytest.approx(1 / 3)
     # The same verdicts as actually decoding greedily for as many tokens as the word has:
     encoder = CharEncoder()
     for ex, right in zip(examples, (True, False, False)):
@@ -111,10 +133,12 @@ def test_the_last_word_counts_as_right_only_when_greedy_decoding_produces_it():
         assert (encoder.decode(out[0, ids.size(1):].tolist()) == word) is right
 
 
-def test_the_last_word_perplexity_is_the_exponentiated_mean_loss_of_its_tokens():
+def test_the_last_word_perplexity_is_per_word_and_the_token_perplexity_per_token():
     model = TableLM.unigram({" ": 0.25, "x": 0.25})
-    metrics = evaluate_last_word(model, CharEncoder(), [{"text": "some words xx"}])
-    assert metrics["perplexity"] == pytest.approx(4.0, rel=1e-5)  # " x x": each token has probability 1/4
+    metrics = evaluate_last_word(model, CharEncoder(), [{"text": "some words xx"}, {"text": "more words x"}])
+    # targets " xx" and " x": 5 tokens of probability 1/4 over 2 words (lm-evaluation-harness's perplexity)
+    assert metrics["perplexity"] == pytest.approx(4.0 ** (5 / 2), rel=1e-5)
+    assert metrics["token_perplexity"] == pytest.approx(4.0, rel=1e-5)
 
 
 def test_a_text_without_context_before_its_last_word_is_refused():
