@@ -114,3 +114,45 @@ def test_deployment_run_through_the_local_server_builds_a_corpus_with_lineage(st
     down = _cli("down", env=stack_env)
     assert "server" in down.stdout and "serve" in down.stdout
     assert _cli("status", env=stack_env).returncode == 1
+
+
+# --- the server's database ------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("url, expected", [
+    ("postgresql://u:pw@127.0.0.1:5432/prefect", "postgresql+asyncpg://u:pw@127.0.0.1:5432/prefect"),
+    ("postgres://u@db.internal/prefect", "postgresql+asyncpg://u@db.internal/prefect"),
+    ("postgresql+asyncpg://u:pw@127.0.0.1/prefect", "postgresql+asyncpg://u:pw@127.0.0.1/prefect"),
+])
+def test_postgresql_urls_get_the_asyncpg_driver_prefect_needs(url, expected):
+    from flows.app.stack import server_database_url
+
+    assert server_database_url(url) == expected
+
+
+@pytest.mark.parametrize("url", ["mysql://u:s3cret@127.0.0.1/prefect", "postgresql://u:s3cret@127.0.0.1",
+                                 "sqlite:///prefect.db", "127.0.0.1:5432/prefect"])
+def test_other_database_urls_are_refused_without_showing_the_password(url):
+    from flows.app.stack import server_database_url
+
+    with pytest.raises(ValueError, match="not a PostgreSQL URL") as error:
+        server_database_url(url)
+    assert "s3cret" not in str(error.value)
+
+
+def test_passwords_are_redacted_and_urls_without_one_unchanged():
+    from flows.app.stack import redact_password
+
+    assert redact_password("postgresql://gpt:p%40ss:w@127.0.0.1:5432/prefect") == "postgresql://gpt:***@127.0.0.1:5432/prefect"
+    assert redact_password("postgresql://gpt@127.0.0.1/prefect") == "postgresql://gpt@127.0.0.1/prefect"
+
+
+def test_the_database_url_reaches_the_server_environment_only(tmp_path):
+    from flows.app.stack import Stack
+
+    closed_port = 1  # nothing answers: status() reports a stopped stack without waiting
+    stack = Stack(tmp_path, closed_port, "postgresql://gpt:s3cret@127.0.0.1:5432/prefect")
+    assert stack.server_env() == {
+        "PREFECT_SERVER_DATABASE_CONNECTION_URL": "postgresql+asyncpg://gpt:s3cret@127.0.0.1:5432/prefect"}
+    assert "s3cret" not in json.dumps(stack.env()) and "s3cret" not in json.dumps(stack.status())
+    assert Stack(tmp_path, closed_port).server_env() == {}
+    assert Stack(tmp_path, closed_port).status()["database"] == f"sqlite {tmp_path / 'prefect' / 'prefect.db'}"

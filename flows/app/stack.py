@@ -1,7 +1,13 @@
-"""The local Prefect stack: a real Prefect server (SQLite, 127.0.0.1) and one serve process for every deployment.
+"""The local Prefect stack: a real Prefect server (127.0.0.1) and one serve process for every deployment.
 
 State lives in the project's state folder (``GPTFORGE_STATE``, default ``./.state``): ``prefect/`` is PREFECT_HOME
-(the SQLite database), ``*.pid`` and ``*.log`` belong to the two processes. Nothing listens beyond 127.0.0.1.
+(the SQLite database), ``*.pid`` and ``*.log`` belong to the two processes, ``database.txt`` names the server's
+database with its password redacted. Nothing listens beyond 127.0.0.1.
+
+For shared use the server can keep its database in PostgreSQL instead of SQLite (``gptforge up --database URL`` or
+``GPTFORGE_DATABASE_URL``, e.g. ``postgresql://user:pw@127.0.0.1:5432/prefect``). The URL reaches the server process
+only, as ``PREFECT_SERVER_DATABASE_CONNECTION_URL`` with the asyncpg driver Prefect needs; clients and the serve
+process talk to the API and never see it, and whatever this module prints or writes shows it redacted.
 """
 from __future__ import annotations
 
@@ -12,21 +18,45 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
 HOST = "127.0.0.1"
+DATABASE_ENV = "GPTFORGE_DATABASE_URL"
+POSTGRES_SCHEMES = {"postgresql": "postgresql+asyncpg", "postgres": "postgresql+asyncpg",
+                    "postgresql+asyncpg": "postgresql+asyncpg"}
+
+
+def server_database_url(url: str) -> str:
+    """The SQLAlchemy URL Prefect's server needs for a PostgreSQL URL: ``postgresql://`` → ``postgresql+asyncpg://``."""
+    parts = urlsplit(url)
+    if parts.scheme not in POSTGRES_SCHEMES or not parts.hostname or not parts.path.strip("/"):
+        raise ValueError(f"database URL {redact_password(url)!r} is not a PostgreSQL URL with a host and a database "
+                         f"name; give e.g. postgresql://user:password@127.0.0.1:5432/prefect, or leave "
+                         f"{DATABASE_ENV} unset for SQLite in the state folder")
+    return urlunsplit(parts._replace(scheme=POSTGRES_SCHEMES[parts.scheme]))
+
+
+def redact_password(url: str) -> str:
+    """The URL with its password, if any, replaced by ``***``."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    userinfo, _, host = parts.netloc.rpartition("@")
+    return urlunsplit(parts._replace(netloc=f"{userinfo.split(':', 1)[0]}:***@{host}"))
 
 
 @dataclass(frozen=True)
 class Stack:
     state: Path
     port: int
+    database: str | None = None  # a PostgreSQL URL for the server's database; None: SQLite in PREFECT_HOME
 
     @classmethod
-    def from_env(cls) -> "Stack":
+    def from_env(cls, database: str | None = None) -> "Stack":
         state = Path(os.environ.get("GPTFORGE_STATE", ".state")).resolve()
-        return cls(state, int(os.environ.get("GPTFORGE_PORT", "4200")))
+        return cls(state, int(os.environ.get("GPTFORGE_PORT", "4200")), database or os.environ.get(DATABASE_ENV) or None)
 
     @property
     def api_url(self) -> str:
@@ -74,21 +104,39 @@ class Stack:
         except httpx.HTTPError:
             return False
 
-    def _start(self, name: str, argv: list[str]) -> int:
+    @property
+    def database_label(self) -> str:
+        """The server's database as it may be shown: the URL without its password, or the SQLite file."""
+        if self.database is None:
+            return f"sqlite {self.state / 'prefect' / 'prefect.db'}"
+        return redact_password(self.database)
+
+    def server_env(self) -> dict[str, str]:
+        """The server's environment on top of `env`: its database (the one place the URL with password goes)."""
+        if self.database is None:
+            return {}
+        return {"PREFECT_SERVER_DATABASE_CONNECTION_URL": server_database_url(self.database)}
+
+    def _start(self, name: str, argv: list[str], extra_env: dict[str, str] | None = None) -> int:
         self.state.mkdir(parents=True, exist_ok=True)
         log = open(self.state / f"{name}.log", "ab")
         proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                env=os.environ | self.env(), start_new_session=True)
+                                env=os.environ | self.env() | (extra_env or {}), start_new_session=True)
         (self.state / f"{name}.pid").write_text(str(proc.pid))
         return proc.pid
 
     def up(self, timeout_s: float = 120) -> None:
         """Start whatever is not running; wait until the server answers and the deployments are registered."""
+        server_env = self.server_env()  # a bad database URL fails here, before anything starts
         if self._pid("server") is None:
             if self.healthy():
                 raise RuntimeError(f"something else already answers on {self.api_url}; stop it or set GPTFORGE_PORT")
             self._start("server", [sys.executable, "-m", "prefect", "server", "start", "--host", HOST,
-                                   "--port", str(self.port), "--analytics-off"])
+                                   "--port", str(self.port), "--analytics-off"], server_env)
+            (self.state / "database.txt").write_text(self.database_label + "\n")
+        elif self.database is not None and (running := self.running_database()) != self.database_label:
+            raise RuntimeError(f"the stack's server already runs on {running}, not {self.database_label}; "
+                               f"run `gptforge down` first to switch databases")
         self._wait(self.healthy, timeout_s, "server", "the Prefect server to answer")
         self._ensure_gpu_limit()
         if self._pid("serve") is None:
@@ -144,8 +192,14 @@ class Stack:
             stopped.append(name)
         return stopped
 
+    def running_database(self) -> str:
+        """What the running (or last started) server was given, as `database_label` wrote it."""
+        path = self.state / "database.txt"
+        return path.read_text().strip() if path.exists() else Stack(self.state, self.port).database_label
+
     def status(self) -> dict:
         return {"server": "running" if self._pid("server") and self.healthy() else "stopped",
                 "serve": "running" if self._pid("serve") else "stopped",
                 "api": self.api_url, "ui": self.ui_url, "state": str(self.state),
+                "database": self.running_database(),
                 "deployments": self.deployments() if self.healthy() else []}

@@ -18,6 +18,10 @@ from flows.demo.site import SitePage
 from gptcore.taskgen import next_sentence_choices, split_sentences
 
 TEST_FRACTION = 0.3
+# Whatever tokenizer the demo corpus trains, a byte-level BPE token covers at least one byte, so an answer of at most
+# this many UTF-8 bytes (plus its leading space) fits the demo model's 128-token window; 30 words of pydoc's symbols
+# can reach 129 tokens.
+MAX_ANSWER_BYTES = 120
 
 
 def held_out_texts(site_dir: Path, pages: list[SitePage]) -> list[str]:
@@ -33,7 +37,8 @@ def _in_test(record: dict) -> bool:
 def write_demo_tasks(texts: list[str], out_dir: Path, max_records: int = 400) -> dict[str, str]:
     """Write the task files; returns their paths by name."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    choices = next_sentence_choices(texts, n_choices=4, seed=0, max_words=30, max_records=max_records)
+    choices = [r for r in next_sentence_choices(texts, n_choices=4, seed=0, max_words=30, max_records=max_records)
+               if all(len(choice.encode("utf-8")) <= MAX_ANSWER_BYTES for choice in r["choices"])]
     last_words = [{"text": s} for text in texts for s in split_sentences(text) if 6 <= len(s.split()) <= 30]
     files = {"next_train": [r for r in choices if not _in_test(r)], "next_test": [r for r in choices if _in_test(r)],
              "last_word": last_words[:max_records]}
