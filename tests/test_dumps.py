@@ -178,35 +178,76 @@ def _mixed_records(n: int, seed: int) -> list[dict | bytes]:
     return out
 
 
-def test_fast_path_decides_exactly_like_classify_record_line_by_line(tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.setattr(dump_lines, "CHUNK_BYTES", 16_384)  # many chunks: exercises chunk edges and line numbering
-    records = _mixed_records(3000, seed=1)
-    config = LinkFilterConfig(start_date="1970-01-01T00:18:20", end_date="1970-01-01T01:05:00")  # 1100, 3900
-    result = filter_dump(write_dump(tmp_path / "RS_mix.zst", records), config, workers=2)
-
+def _expected_decisions(records: list[dict | bytes], config: LinkFilterConfig, name: str) -> tuple[dict, set]:
+    """What orjson + classify_record decide, line by line: reasons by item, and the kept (id, url) pairs."""
     expected_reasons, expected_kept = {}, set()
     for line_no, record in enumerate(records, start=1):
-        if record == b"":
+        if isinstance(record, bytes) and not record.strip():
             continue
         try:
             decision = classify_record(orjson.loads(record) if isinstance(record, bytes) else record, config)
         except orjson.JSONDecodeError:
-            expected_reasons[f"RS_mix.zst:{line_no}"] = "malformed_json"
+            expected_reasons[f"{name}:{line_no}"] = "malformed_json"
             continue
         if isinstance(decision, KeptSubmission):
             expected_kept.add((decision.id, decision.url))
         else:
-            expected_reasons[decision.id or f"RS_mix.zst:{line_no}"] = decision.reason
-    kept = {(i, url) for url, ids in zip(result.links["url"].to_pylist(), result.links["submission_ids"].to_pylist())
+            expected_reasons[decision.id or f"{name}:{line_no}"] = decision.reason
+    return expected_reasons, expected_kept
+
+
+def _kept_pairs(result: dumps.DumpResult) -> set[tuple[str, str]]:
+    return {(i, url) for url, ids in zip(result.links["url"].to_pylist(), result.links["submission_ids"].to_pylist())
             for i in ids}
-    assert kept == expected_kept
+
+
+@pytest.mark.parametrize("workers", [1, 2])  # 2: decoded in a second process
+def test_fast_path_decides_exactly_like_classify_record_line_by_line(tmp_path: Path, monkeypatch, workers: int) -> None:
+    monkeypatch.setattr(dump_lines, "CHUNK_BYTES", 16_384)  # many chunks: exercises chunk edges and line numbering
+    monkeypatch.setattr(dump_lines, "SEPARATE_PROCESS_MIN_BYTES", 0)
+    records = _mixed_records(3000, seed=1)
+    config = LinkFilterConfig(start_date="1970-01-01T00:18:20", end_date="1970-01-01T01:05:00")  # 1100, 3900
+    result = filter_dump(write_dump(tmp_path / "RS_mix.zst", records), config, workers=workers)
+
+    expected_reasons, expected_kept = _expected_decisions(records, config, "RS_mix.zst")
+    assert _kept_pairs(result) == expected_kept
     assert _reasons_by_item(result) == expected_reasons
     assert result.counts["records_read"] == sum(1 for r in records if r != b"")
     _assert_every_record_accounted(result)
 
 
+_PLAIN = orjson.dumps(submission("X", "https://example.com/x", score=5))[1:-1]  # its fields, without the braces
+# Lines msgspec could read differently from orjson: damage in fields the rules do not read, escapes in keys.
+ODD_LINES = [
+    b'{' + _PLAIN + b', "extra": [1,]}', b'{' + _PLAIN + b', "extra": "bad \\x escape \\q"}',
+    b'{' + _PLAIN + b', "extra": "\xff\xfe not utf-8"}', b'{' + _PLAIN + b', "extra": "\xed\xa0\x80 surrogate"}',
+    b'{' + _PLAIN + b', "extra": 01}', b'{' + _PLAIN + b', "extra": NaN}', b'{' + _PLAIN + b', "extra": "tab\there"}',
+    b'{' + _PLAIN + b', "extra": ' + b'[' * 1010 + b']' * 1010 + b'}', b'{' + _PLAIN + b'} trailing',
+    b'{' + _PLAIN.replace(b'"is_self":false', b'"is_s\\u0065lf":true') + b'}',
+    b'{' + _PLAIN.replace(b'"score":5', b'"score":5.0') + b'}', b'{' + _PLAIN.replace(b'"score":5', b'"score":-0') + b'}',
+    b'{' + _PLAIN.replace(b'"id":"X"', b'"id":""') + b'}', b'{' + _PLAIN.replace(b'"id":"X"', b'"\\u0069d":"X"') + b'}',
+    b'\t \r', b'\x0c', b'{' + _PLAIN + b'}\r',
+]
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_lines_msgspec_could_read_otherwise_are_decided_like_classify_record(tmp_path: Path, monkeypatch,
+                                                                            workers: int) -> None:
+    monkeypatch.setattr(dump_lines, "SEPARATE_PROCESS_MIN_BYTES", 0)
+    records: list[dict | bytes] = []
+    for i, odd in enumerate(ODD_LINES):  # each odd line among plain ones, its id made unique
+        records += [submission(f"p{i}", f"https://example.com/{i}"), odd.replace(b'"X"', f'"odd{i}"'.encode())]
+    result = filter_dump(write_dump(tmp_path / "RS_odd.zst", records), workers=workers)
+
+    expected_reasons, expected_kept = _expected_decisions(records, LinkFilterConfig(), "RS_odd.zst")
+    assert _kept_pairs(result) == expected_kept
+    assert _reasons_by_item(result) == expected_reasons
+    _assert_every_record_accounted(result)
+
+
 def test_worker_count_does_not_change_the_result(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setattr(dump_lines, "CHUNK_BYTES", 8192)
+    monkeypatch.setattr(dump_lines, "SEPARATE_PROCESS_MIN_BYTES", 0)  # workers > 1: decoded in a second process
     path = write_dump(tmp_path / "RS_mix.zst", _mixed_records(1000, seed=2))
     one, three = filter_dump(path, workers=1), filter_dump(path, workers=3)
     assert one.links.equals(three.links)
@@ -245,14 +286,17 @@ def test_long_window_zstd_and_concatenated_frames_are_read(tmp_path: Path) -> No
     assert filter_dump(both).counts["kept_submissions"] == 2
 
 
-def test_truncated_zstd_keeps_records_before_the_cut_and_adds_one_reject(tmp_path: Path) -> None:
+@pytest.mark.parametrize("workers", [1, 2])
+def test_truncated_zstd_keeps_records_before_the_cut_and_adds_one_reject(tmp_path: Path, monkeypatch,
+                                                                         workers: int) -> None:
+    monkeypatch.setattr(dump_lines, "SEPARATE_PROCESS_MIN_BYTES", 0)
     records = [submission(f"s{i}", f"https://example.com/{i}", title=f"title {i} " + "x" * (i % 97))
                for i in range(20_000)]
     full = write_dump(tmp_path / "full.zst", records)
     cut = tmp_path / "RS_cut.zst"
     cut.write_bytes(full.read_bytes()[: full.stat().st_size // 2])
 
-    result = filter_dump(cut)
+    result = filter_dump(cut, workers=workers)
 
     assert 0 < result.counts["kept_submissions"] < len(records)
     assert result.counts["truncated_dump"] == 1
@@ -265,7 +309,9 @@ def test_truncated_zstd_keeps_records_before_the_cut_and_adds_one_reject(tmp_pat
     _assert_every_record_accounted(result)
 
 
-def test_corrupt_zstd_keeps_records_before_the_damage(tmp_path: Path) -> None:
+@pytest.mark.parametrize("workers", [1, 2])
+def test_corrupt_zstd_keeps_records_before_the_damage(tmp_path: Path, monkeypatch, workers: int) -> None:
+    monkeypatch.setattr(dump_lines, "SEPARATE_PROCESS_MIN_BYTES", 0)
     records = [submission(f"s{i}", f"https://example.com/{i}", title=f"{i}" * (i % 50)) for i in range(20_000)]
     data = bytearray(write_dump(tmp_path / "full.zst", records).read_bytes())
     middle = len(data) // 2
@@ -273,7 +319,7 @@ def test_corrupt_zstd_keeps_records_before_the_damage(tmp_path: Path) -> None:
     damaged = tmp_path / "RS_bad.zst"
     damaged.write_bytes(bytes(data))
 
-    result = filter_dump(damaged)
+    result = filter_dump(damaged, workers=workers)
 
     assert result.counts["truncated_dump"] == 1
     assert 0 < result.counts["kept_submissions"] < len(records)

@@ -2,9 +2,13 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from gptcore.corpus import urls
 from gptcore.corpus.urls import (
-    DEFAULT_BLOCKED_DOMAINS, has_non_page_extension, host_of, is_blocked_domain, normalize_url,
+    DEFAULT_BLOCKED_DOMAINS, has_non_page_extension, host_of, is_blocked_domain, is_non_page_path, normalize_link,
+    normalize_url, normalize_url_by_urlsplit,
 )
 
 
@@ -89,3 +93,35 @@ def test_non_page_extensions_are_recognized_on_the_path(url: str) -> None:
                                  "https://x.com/a.php"])
 def test_pages_and_extensions_outside_the_path_are_not_flagged(url: str) -> None:
     assert not has_non_page_extension(url)
+
+
+# URL-ish text that probes where the fast path and urlsplit could part: case, ports, user info, dots, brackets,
+# percent escapes, &amp;, tracking keys, whitespace and controls, non-ASCII (the Kelvin sign lowercases to "k").
+_SCHEMES = st.sampled_from(["http", "https", "HTTPS", "hTtP", "ftp", "", "http:", "https:/"])
+_HOSTS = st.lists(st.sampled_from(["example", "com", "WWW", "a-b", "_x", "1", "", "bücher", "\u212a", "xn--bcher-kva",
+                                   "[::1]", "user@", ":80", ":443", ":x", ".", " ", "\t"]), min_size=1, max_size=4)
+_PIECES = st.lists(st.sampled_from(["/", "a", "B", ".", ".jpg", ".jpg #", ".PDF", "%2E", "%", "?", "#", "&", "&amp;", "amp;", "=", "id=7",
+                                    "utm_source=x", "UTM_Medium=y", "fbclid=1", "%75tm_x=1", " ", "\t", "\n", "\x00",
+                                    "\x7f", "é", "\u212a", "@", ":", "[", "]", "\\", ";", "~"]), max_size=12)
+
+
+@settings(max_examples=3000)
+@given(_SCHEMES, _HOSTS, _PIECES, st.sampled_from(["", " ", "\n"]))
+def test_normalize_link_agrees_with_the_urlsplit_definition(scheme: str, host: list[str], rest: list[str],
+                                                            around: str) -> None:
+    url = f"{around}{scheme}://{'.'.join(host)}{''.join(rest)}{around}"
+    link, expected = normalize_link(url), normalize_url_by_urlsplit(url)
+    assert (link and link.url) == expected
+    if expected is not None:
+        assert link.host == host_of(expected)
+        assert is_non_page_path(link.path) == has_non_page_extension(expected)
+
+
+def test_common_urls_are_normalized_without_urlsplit(monkeypatch) -> None:
+    def no_urlsplit(url):
+        raise AssertionError(f"urlsplit called for {url!r}")
+
+    monkeypatch.setattr(urls, "urlsplit", no_urlsplit)
+    assert normalize_link("https://WWW.Example.com/2023/a-b.html?id=7&utm_source=r&amp;x=1#top") == (
+        "https://www.example.com/2023/a-b.html?id=7&x=1", "www.example.com", "/2023/a-b.html")
+    assert normalize_url("http://example.com?q") == "http://example.com/?q"

@@ -14,11 +14,18 @@ A --long=31 stream still needs its 2 GiB decoder window: that is the format, not
 """
 from __future__ import annotations
 
+import contextlib
+import json
+import mmap
 import os
+import struct
+import subprocess
+import sys
+import tempfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import BinaryIO, Iterator
 
 import zstandard
 
@@ -49,7 +56,7 @@ class DumpDamaged(Exception):
 
 @dataclass(frozen=True, slots=True)
 class LineChunk:
-    data: bytes  # whole lines, each ending in a newline, none longer than max_line
+    data: bytes | memoryview  # whole lines, each ending in a newline, none longer than max_line
     long_line: int | None = None  # a line that follows data's lines, longer than max_line: its length, bytes dropped
 
 
@@ -275,3 +282,122 @@ class _Lines:
         """At damage: the whole lines still held, and the length of the open line the damage cut."""
         open_line = self.tail if self.skipped is None else self.skipped
         return self._take_whole_lines(), open_line
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Decoding in a second process
+
+# One zstd frame is decoded on one core, and parsing the lines takes another core's worth of work, under the GIL: a
+# thread could not decode beside it. So a second process runs read_line_chunks and copies each chunk into one of a
+# few slots of memory shared with this one, while this one parses the chunk before; a pipe each way says which slot
+# is full and which is free again. Small files are decoded here: the process costs ~0.1 s to start.
+SEPARATE_PROCESS_MIN_BYTES = 1 << 20  # compressed
+_SLOTS = 3  # one being parsed, one being filled, one ready
+_HEADER = struct.Struct("<BBQq")  # message kind, slot, length of the data, long_line (-1: none)
+_IN_SLOT, _INLINE, _DAMAGED, _UNREADABLE, _END = range(5)  # _INLINE: the data follows on the pipe (no slot fits it)
+
+
+def line_chunks(path: Path, max_line: int, separate_process: bool) -> Iterator[LineChunk]:
+    """read_line_chunks, decoded in a second process when separate_process and the file is big enough to gain from
+    it. A chunk's data is valid until the next chunk is asked for."""
+    try:
+        small = path.stat().st_size < SEPARATE_PROCESS_MIN_BYTES
+    except OSError:  # read_line_chunks says what is wrong
+        small = True
+    return read_line_chunks(path, max_line) if small or not separate_process else _chunks_from_process(path, max_line)
+
+
+def _chunks_from_process(path: Path, max_line: int) -> Iterator[LineChunk]:
+    slot_bytes = CHUNK_BYTES + max_line + _BLOCK_BYTES + 1  # the largest chunk _Lines makes; larger ones go inline
+    # memfd: shared memory that is freed with its last user; elsewhere an unlinked temporary file does the same
+    fd = os.memfd_create("dump-chunks") if hasattr(os, "memfd_create") else os.dup(tempfile.TemporaryFile().fileno())
+    try:
+        os.ftruncate(fd, _SLOTS * slot_bytes)  # sparse: only the pages written cost memory
+        shared = memoryview(mmap.mmap(fd, _SLOTS * slot_bytes))
+        package_root = str(Path(__file__).resolve().parents[2])
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))}
+        decoder = subprocess.Popen(
+            [sys.executable, "-c", "from gptcore.corpus.dump_lines import serve_line_chunks; serve_line_chunks()",
+             str(path), str(max_line), str(slot_bytes), str(CHUNK_BYTES), str(fd)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0, pass_fds=(fd,), env=env)
+    finally:
+        os.close(fd)  # the mapping and the decoder hold it
+    done = False
+    try:
+        while True:
+            kind, slot, length, long_line = _HEADER.unpack(_read_exactly(decoder, _HEADER.size))
+            long = None if long_line < 0 else long_line
+            if kind == _IN_SLOT:
+                yield LineChunk(shared[slot * slot_bytes:slot * slot_bytes + length], long)
+                with contextlib.suppress(BrokenPipeError):  # a decoder that is done reads no more
+                    decoder.stdin.write(bytes([slot]))  # parsed: the decoder may fill it again
+            elif kind == _INLINE:
+                yield LineChunk(_read_exactly(decoder, length), long)
+            elif kind == _DAMAGED:
+                fields = json.loads(_read_exactly(decoder, length))
+                damage = DumpDamaged(path, fields["offset"], fields["size"], fields["cause"], fields["check"])
+                damage.open_line = fields["open_line"]
+                raise damage
+            elif kind == _UNREADABLE:
+                raise DumpReadError(_read_exactly(decoder, length).decode())
+            else:
+                done = True
+                return
+    finally:
+        with contextlib.suppress(BrokenPipeError):
+            decoder.stdin.close()
+        if not done:  # the reader stopped early, or the dump is damaged or unreadable: nothing more is wanted
+            decoder.kill()
+        decoder.wait()
+        decoder.stdout.close()
+
+
+def _read_exactly(decoder: subprocess.Popen, n: int) -> bytes:
+    data = bytearray()
+    while len(data) < n and (piece := decoder.stdout.read(n - len(data))):  # unbuffered: reads may come short
+        data += piece
+    if len(data) < n:
+        decoder.kill()
+        raise RuntimeError(f"the process decoding the dump exited (code {decoder.wait()}) before it was done; its "
+                           f"error is printed above")
+    return bytes(data)
+
+
+def serve_line_chunks() -> None:
+    """The decoder process: argv = path, max_line, slot_bytes, chunk_bytes, fd of the shared slots."""
+    global CHUNK_BYTES
+    path, (max_line, slot_bytes, CHUNK_BYTES, fd) = Path(sys.argv[1]), map(int, sys.argv[2:])
+    shared = mmap.mmap(fd, _SLOTS * slot_bytes)
+    out, freed = sys.stdout.buffer, sys.stdin.buffer
+    free = list(range(_SLOTS))
+
+    def send(kind: int, data: bytes = b"", slot: int = 0, long_line: int | None = None, inline: bool = True) -> None:
+        out.write(_HEADER.pack(kind, slot, len(data), -1 if long_line is None else long_line))
+        if inline:
+            out.write(data)
+        out.flush()
+
+    try:
+        for chunk in read_line_chunks(path, max_line):
+            if not chunk.data or len(chunk.data) > slot_bytes:
+                send(_INLINE, chunk.data, long_line=chunk.long_line)
+                continue
+            if not free:
+                free.append(_wait_for_free_slot(freed))
+            slot = free.pop()
+            shared[slot * slot_bytes:slot * slot_bytes + len(chunk.data)] = chunk.data
+            send(_IN_SLOT, chunk.data, slot, chunk.long_line, inline=False)
+    except DumpDamaged as damage:
+        send(_DAMAGED, json.dumps({"offset": damage.offset, "size": damage.size, "cause": damage.cause,
+                                   "check": damage.check, "open_line": damage.open_line}).encode())
+    except DumpReadError as error:
+        send(_UNREADABLE, str(error).encode())
+    else:
+        send(_END)
+
+
+def _wait_for_free_slot(freed: BinaryIO) -> int:
+    slot = freed.read(1)
+    if not slot:  # the reader is gone
+        sys.exit(0)
+    return slot[0]

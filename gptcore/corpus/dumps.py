@@ -34,35 +34,38 @@ dumps and some re-exports write `created_utc` that way; values outside int64 are
 `is_self` / `over_18` count as false, missing `subreddit` / `title` as empty. Blank lines are not records. Records
 with a duplicated top-level key are undefined input.
 
-Speed: the main thread decompresses (zstandard releases the GIL) and cuts the stream into chunks of whole lines
-(gptcore/corpus/dump_lines.py, which also bounds memory against lines and blocks that decode to gigabytes);
-worker threads let DuckDB's JSON functions (yyjson, GIL released) pull the few fields needed from every line and
-decide the common cases (self post, date range, NSFW, low score) in SQL. Lines DuckDB cannot read as a plainly typed
-record go through `classify_record`, the reference implementation of the rules, one line at a time; the few
-candidate links go through the same URL checks. Memory: a --long=31 stream needs up to 2 GiB of decoder window (the
-last 2 GiB of output), plus a few chunks in flight, plus the decisions so far: kept links as Arrow rows and rejects as
-(item, reason, detail) only (~35 B each); the constant reject columns are added once the decoder is freed.
+Speed: a second process decompresses and cuts the stream into chunks of whole lines (gptcore/corpus/dump_lines.py,
+which also bounds memory against lines and blocks that decode to gigabytes) in memory shared with this one, which
+classifies the chunk before meanwhile. msgspec reads each chunk's lines into the eight fields the rules need, skipping
+the rest without building it, and checks their types; numpy applies the record-level rules (self post, date range,
+NSFW, low score) to the whole chunk at once. Lines that do not decode as a plainly typed record go through
+`classify_record`, the reference implementation of the rules, one line at a time; the few candidate links go through
+the same URL checks, with one verdict per distinct URL (cached). The one difference from orjson + classify_record: a
+number beyond the float range (1e400, valid JSON that orjson refuses) in a field the rules do not read leaves the
+line a record. Memory: a --long=31 stream needs up to 2 GiB of decoder window (the last 2 GiB of output), plus a few
+chunks in flight, plus the decisions so far: kept links as Arrow rows and rejects as (item, reason, detail) only
+(~35 B each); the constant reject columns are added once the decoder is freed.
 """
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import os
-import threading
-from collections import deque
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
+from typing import Annotated
 
 import duckdb
+import msgspec
 import numpy as np
 import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from gptcore.corpus.dump_lines import DumpDamaged, LineChunk, read_line_chunks
+from gptcore.corpus.dump_lines import DumpDamaged, LineChunk, line_chunks
 from gptcore.corpus.records import REJECT_SCHEMA, doc_id_for, reject
-from gptcore.corpus.urls import DEFAULT_BLOCKED_DOMAINS, has_non_page_extension, host_of, is_blocked_domain, normalize_url
+from gptcore.corpus.urls import DEFAULT_BLOCKED_DOMAINS, Link, is_blocked_domain, is_non_page_path, normalize_link
 
 REASONS = (
     "malformed_json", "missing_field", "bad_field_type", "self_post", "out_of_date_range", "nsfw", "low_score",
@@ -190,15 +193,24 @@ def _as_int(value: object) -> int | None:
 def _check_link(submission_id: str, url: str, subreddit: str, score: int, created_utc: int, title: str,
                 config: LinkFilterConfig) -> KeptSubmission | Rejected:
     """The URL rules, for a record that passed the record-level ones."""
-    normalized = normalize_url(url)
-    if normalized is None:
-        return Rejected("bad_url", f"not an http(s) URL with a host: {url[:200]!r}", submission_id)
-    domain = host_of(normalized)
-    if is_blocked_domain(domain, config.blocked):
-        return Rejected("blocked_domain", domain, submission_id)
-    if has_non_page_extension(normalized):
-        return Rejected("non_page_extension", normalized[:200], submission_id)
-    return KeptSubmission(submission_id, normalized, domain, subreddit, score, created_utc, title)
+    verdict = _link_verdict(url, config.blocked)
+    if isinstance(verdict, Link):
+        return KeptSubmission(submission_id, verdict.url, verdict.host, subreddit, score, created_utc, title)
+    reason, detail = verdict
+    return Rejected(reason, detail, submission_id)
+
+
+@functools.lru_cache(maxsize=1 << 15)  # the same URL is submitted many times
+def _link_verdict(url: str, blocked: frozenset[str]) -> Link | tuple[str, str]:
+    """The normalized link, or why it is not kept: (reason, detail)."""
+    link = normalize_link(url)
+    if link is None:
+        return "bad_url", f"not an http(s) URL with a host: {url[:200]!r}"
+    if is_blocked_domain(link.host, blocked):
+        return "blocked_domain", link.host
+    if is_non_page_path(link.path):
+        return "non_page_extension", link.url[:200]
+    return link
 
 
 def classify_record(record: object, config: LinkFilterConfig) -> KeptSubmission | Rejected:
@@ -234,46 +246,31 @@ def classify_record(record: object, config: LinkFilterConfig) -> KeptSubmission 
 
 
 # ---------------------------------------------------------------------------------------------------------------------
-# Classifying a chunk of lines: DuckDB for the plainly typed records, classify_record for the rest
+# Classifying a chunk of lines: msgspec and numpy for the plainly typed records, classify_record for the rest
 
-# Mirrors classify_record for records whose fields have the plain JSON types (a non-empty string id, string url,
-# integer score and created_utc, boolean-or-absent flags, string-or-absent subreddit and title). `regular` is false
-# for every other line (not an object, missing fields, other types, blank): those go to classify_record. Types are
-# read off the raw JSON text of each field (f[i]; NULL when the key is absent), which is cheaper than asking DuckDB.
-_FIELDS = "json_extract(line, ['$.id', '$.url', '$.score', '$.created_utc', '$.is_self', '$.over_18', '$.subreddit', '$.title'])"
-_CLASSIFY_SQL = """
-WITH fields AS (
-    SELECT {fields} AS f FROM lines
-), checked AS (
-    SELECT f,
-        coalesce(f[1] LIKE '"%' AND f[1] <> '""' AND f[2] LIKE '"%'
-                 AND json_type(f[3]) IN ('BIGINT', 'UBIGINT') AND json_type(f[4]) IN ('BIGINT', 'UBIGINT')
-                 AND coalesce(f[5] IN ('true', 'false', 'null'), true) AND coalesce(f[6] IN ('true', 'false', 'null'), true)
-                 AND coalesce(f[7] = 'null' OR f[7] LIKE '"%', true) AND coalesce(f[8] = 'null' OR f[8] LIKE '"%', true),
-                 false) AS well_typed,
-        TRY_CAST(f[3] AS BIGINT) AS score,  -- NULL beyond int64
-        TRY_CAST(f[4] AS BIGINT) AS created_utc
-    FROM fields
-), decided AS (
-    SELECT *,
-        CASE WHEN NOT regular THEN NULL
-             WHEN f[5] = 'true' THEN 'self_post'
-             WHEN created_utc < $start_utc OR created_utc >= $end_utc THEN 'out_of_date_range'
-             WHEN f[6] = 'true' AND NOT $allow_nsfw THEN 'nsfw'
-             WHEN score < $min_score THEN 'low_score'
-        END AS reason
-    FROM (SELECT *, well_typed AND score IS NOT NULL AND created_utc IS NOT NULL AS regular FROM checked)
-)
-SELECT regular, reason, score, created_utc,
-    CASE WHEN regular THEN json_extract_string(f[1], '$') END AS id,
-    CASE WHEN regular AND reason IS NULL THEN json_extract_string(f[2], '$') END AS url,
-    CASE WHEN regular AND reason IS NULL THEN coalesce(json_extract_string(f[7], '$'), '') END AS subreddit,
-    CASE WHEN regular AND reason IS NULL THEN coalesce(json_extract_string(f[8], '$'), '') END AS title,
-    CASE reason WHEN 'low_score' THEN 'score ' || score || ' < ' || $min_score
-                WHEN 'out_of_date_range' THEN 'created_utc ' || created_utc || ' outside ' || $range_text
-                ELSE '' END AS detail
-FROM decided
-"""
+_Int64 = Annotated[int, msgspec.Meta(ge=_INT64[0], le=_INT64[1])]
+
+
+class _PlainRecord(msgspec.Struct, gc=False):
+    """The fields the rules read, with the JSON types dump writers use. A line that decodes into this (msgspec skips
+    the other ~100 fields without building them) passes classify_record's missing_field and bad_field_type checks, so
+    _decide_plain_records decides it; every other line (malformed, another type, a missing field, an empty id) goes
+    to classify_record."""
+
+    id: Annotated[str, msgspec.Meta(min_length=1)]
+    url: str
+    score: _Int64
+    created_utc: _Int64
+    is_self: bool | None = None
+    over_18: bool | None = None
+    subreddit: str | None = None
+    title: str | None = None
+
+
+_PLAIN = msgspec.json.Decoder(_PlainRecord)
+_NOT_PLAIN = (msgspec.DecodeError, msgspec.ValidationError, RecursionError)  # RecursionError: nested > ~1000 deep
+# classify_record's record-level reasons in its order, by code (0: none, the URL rules decide)
+_RECORD_REASONS = pa.array(["", "self_post", "out_of_date_range", "nsfw", "low_score"])
 
 
 @dataclass
@@ -325,17 +322,7 @@ class _Decisions:
         return [*self.reject_tables, pa.Table.from_pylist(self.reject_rows, schema=_REASON_SCHEMA)]
 
 
-_connections = threading.local()
-
-
-def _duckdb() -> duckdb.DuckDBPyConnection:
-    """One single-threaded DuckDB per worker thread: the parallelism comes from the workers."""
-    if not hasattr(_connections, "con"):
-        _connections.con = duckdb.connect(config={"threads": 1})
-    return _connections.con
-
-
-def _line_offsets(data: bytes) -> np.ndarray:
+def _line_offsets(data: bytes | memoryview) -> np.ndarray:
     """offsets[i]:offsets[i + 1] is line i of data, its newline included (JSON readers skip it as whitespace)."""
     newlines = np.flatnonzero(np.frombuffer(data, np.uint8) == 10)
     offsets = np.empty(len(newlines) + 1, np.int64)
@@ -343,10 +330,11 @@ def _line_offsets(data: bytes) -> np.ndarray:
     return offsets
 
 
-def _classify_lines(data: bytes, offsets: np.ndarray, indices, decisions: _Decisions, config: LinkFilterConfig) -> None:
+def _classify_lines(data: bytes | memoryview, offsets: np.ndarray, indices, decisions: _Decisions,
+                    config: LinkFilterConfig) -> None:
     """The reference path: parse each line with orjson and apply classify_record. Blank lines are not records."""
     for i in indices:
-        line = data[offsets[i]:offsets[i + 1]]
+        line = bytes(data[offsets[i]:offsets[i + 1]])
         if not line.strip():
             continue
         decisions.records += 1
@@ -372,22 +360,6 @@ def _reject_table(reasons: pa.Table, input_name: str) -> pa.Table:
     }, schema=REJECT_SCHEMA)
 
 
-def _decide_in_duckdb(lines: pa.Table, config: LinkFilterConfig) -> pa.Table:
-    """Run _CLASSIFY_SQL over the lines: first optimistically (a malformed line fails the whole query), then, for
-    chunks that hold one, validating each line first."""
-    con = _duckdb()
-    params = {"start_utc": config.start_utc, "end_utc": config.end_utc, "allow_nsfw": config.allow_nsfw,
-              "min_score": config.min_score, "range_text": config.range_text}
-    con.register("lines", lines)
-    try:
-        return con.sql(_CLASSIFY_SQL.format(fields=_FIELDS), params=params).to_arrow_table()
-    except duckdb.InvalidInputException:
-        guarded = f"CASE WHEN json_valid(line) THEN {_FIELDS} END"
-        return con.sql(_CLASSIFY_SQL.format(fields=guarded), params=params).to_arrow_table()
-    finally:
-        con.unregister("lines")
-
-
 def _classify_chunk(chunk: LineChunk, input_name: str, config: LinkFilterConfig) -> _Decisions:
     """Classify every line of the chunk, and reject the too-long line after them, if any."""
     decisions = _classify_chunk_lines(chunk.data, input_name, config) if chunk.data else _Decisions(input_name)
@@ -396,29 +368,68 @@ def _classify_chunk(chunk: LineChunk, input_name: str, config: LinkFilterConfig)
     return decisions.compact()
 
 
-def _classify_chunk_lines(data: bytes, input_name: str, config: LinkFilterConfig) -> _Decisions:
-    offsets = _line_offsets(data)
-    n_lines = len(offsets) - 1
-    decisions = _Decisions(input_name, n_lines)
-    lines = pa.LargeStringArray.from_buffers(n_lines, pa.py_buffer(offsets), pa.py_buffer(data))
+def _classify_chunk_lines(data: bytes | memoryview, input_name: str, config: LinkFilterConfig) -> _Decisions:
+    """All lines at once when every line is a plain record (the common case); else line by line."""
+    decisions = _Decisions(input_name, int(np.count_nonzero(np.frombuffer(data, np.uint8) == 10)))
+    # msgspec checks the UTF-8 of the fields it reads, not of those it skips: check it all first, as orjson would.
     try:
-        lines.validate(full=True)
-    except pa.ArrowInvalid:  # not UTF-8 somewhere: the reference path rejects the bad lines one by one
-        _classify_lines(data, offsets, range(n_lines), decisions, config)
+        pa.LargeStringArray.from_buffers(1, pa.py_buffer(np.array([0, len(data)], np.int64)),
+                                         pa.py_buffer(data)).validate(full=True)
+        records = _PLAIN.decode_lines(data)  # skips blank lines, which are not records
+    except (pa.ArrowInvalid, *_NOT_PLAIN):
+        _classify_lines_one_by_one(data, decisions, config)
         return decisions
-    decided = _decide_in_duckdb(pa.table({"line": lines}), config)
-    regular = decided["regular"].to_numpy(zero_copy_only=False)
-    _classify_lines(data, offsets, np.flatnonzero(~regular), decisions, config)
-    decisions.records += int(regular.sum())
-    fast_rejects = decided.filter(pc.is_valid(decided["reason"])).select(["id", "reason", "detail"])
-    decisions.reject_tables.append(fast_rejects.rename_columns(_REASON_SCHEMA.names).cast(_REASON_SCHEMA))
-    is_candidate = pc.and_(decided["regular"], pc.is_null(decided["reason"]))
-    candidates = decided.filter(is_candidate).select(["id", "url", "subreddit", "score", "created_utc", "title"])
-    for line_index, row in zip(np.flatnonzero(is_candidate.to_numpy(zero_copy_only=False)), candidates.to_pylist()):
-        decision = _check_link(row["id"], row["url"], row["subreddit"], row["score"], row["created_utc"], row["title"],
-                               config)
-        decisions.add(decision, int(line_index))
+    _decide_plain_records(records, range(len(records)), decisions, config)  # no line numbers needed: all have ids
     return decisions
+
+
+def _classify_lines_one_by_one(data: bytes | memoryview, decisions: _Decisions, config: LinkFilterConfig) -> None:
+    """A line is plain when it is UTF-8 and decodes into _PlainRecord; classify_record decides the others."""
+    offsets = _line_offsets(data)
+    plain, positions, others = [], [], []
+    for i in range(decisions.n_lines):
+        line = bytes(data[offsets[i]:offsets[i + 1]])
+        try:
+            line.decode()
+            plain.append(_PLAIN.decode(line))
+            positions.append(i)
+        except (UnicodeDecodeError, *_NOT_PLAIN):
+            others.append(i)
+    _classify_lines(data, offsets, others, decisions, config)
+    _decide_plain_records(plain, positions, decisions, config)
+
+
+def _decide_plain_records(records: list[_PlainRecord], positions, decisions: _Decisions,
+                          config: LinkFilterConfig) -> None:
+    """classify_record for plain records: the record-level rules as array operations, then the URL rules for the
+    few that pass them. positions[i] orders records[i] among the chunk's lines."""
+    n = len(records)
+    decisions.records += n
+    score = np.fromiter([r.score for r in records], np.int64, n)
+    created = np.fromiter([r.created_utc for r in records], np.int64, n)
+    out_of_range = np.zeros(n, np.bool_)
+    if config.start_utc is not None:
+        out_of_range |= created < config.start_utc
+    if config.end_utc is not None:
+        out_of_range |= created >= config.end_utc
+    nsfw = np.fromiter([r.over_18 is True for r in records], np.bool_, n) & (not config.allow_nsfw)
+    is_self = np.fromiter([r.is_self is True for r in records], np.bool_, n)
+    code = np.select([is_self, out_of_range, nsfw, score < config.min_score], [1, 2, 3, 4], 0)  # the first that holds
+    rejected = pa.array(np.flatnonzero(code))
+    reason_code = pa.array(code).take(rejected)
+    score_text = pc.binary_join_element_wise("score ", pc.cast(pa.array(score).take(rejected), pa.string()),
+                                             f" < {config.min_score}", "")
+    date_text = pc.binary_join_element_wise("created_utc ", pc.cast(pa.array(created).take(rejected), pa.string()),
+                                            f" outside {config.range_text}", "")
+    decisions.reject_tables.append(pa.table({
+        "item": pa.array([r.id for r in records], pa.string()).take(rejected),
+        "reason": _RECORD_REASONS.take(reason_code),
+        "detail": pc.if_else(pc.equal(reason_code, 4), score_text, pc.if_else(pc.equal(reason_code, 2), date_text, "")),
+    }, schema=_REASON_SCHEMA))
+    for i in np.flatnonzero(code == 0):
+        r = records[i]
+        decisions.add(_check_link(r.id, r.url, r.subreddit or "", r.score, r.created_utc, r.title or "", config),
+                      int(positions[i]))
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -522,27 +533,24 @@ def merge_dump_links(tables: list[pa.Table], inputs: list[str], max_links: int |
 def filter_dump(path: str | Path, config: LinkFilterConfig | None = None, workers: int | None = None) -> DumpResult:
     """Read one dump (.zst, .gz or plain NDJSON) and keep the links of the submissions that pass the rules.
 
-    ``workers`` threads classify the lines (default: one per core); the result does not depend on it. Raises
-    dump_lines.DumpReadError when the file cannot be read at all. A file damaged part-way keeps what was decoded
-    before the damage and adds one `truncated_dump` reject for the lost tail.
+    ``workers``: 1 decodes and classifies in this process; 2 or more decode in a second process while this one
+    classifies (dump_lines.line_chunks), which is all that two cores can do for one zstd frame. Default: 2 when there
+    are two cores. The result does not depend on it. Raises dump_lines.DumpReadError when the file cannot be read at
+    all. A file damaged part-way keeps what was decoded before the damage and adds one `truncated_dump` reject for
+    the lost tail.
     """
     path, config = Path(path), config or LinkFilterConfig()
-    workers = (os.cpu_count() or 1) if workers is None else workers
+    workers = min(2, os.cpu_count() or 1) if workers is None else workers
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
     name = path.name
     chunk_results: list[_Decisions] = []
     damage: DumpDamaged | None = None
-    with ThreadPoolExecutor(workers, thread_name_prefix="dump-lines") as pool:
-        in_flight: deque = deque()
-        try:
-            for chunk in read_line_chunks(path, config.max_line_bytes):
-                in_flight.append(pool.submit(_classify_chunk, chunk, name, config))
-                while len(in_flight) > workers:  # bounded memory: at most workers + 1 chunks decoded
-                    chunk_results.append(in_flight.popleft().result())
-        except DumpDamaged as error:
-            damage = error
-        chunk_results.extend(future.result() for future in in_flight)
+    try:
+        for chunk in line_chunks(path, config.max_line_bytes, separate_process=workers > 1):
+            chunk_results.append(_classify_chunk(chunk, name, config))
+    except DumpDamaged as error:
+        damage = error
     first_line = 1
     for result in chunk_results:
         result.number_lines(first_line)

@@ -6,6 +6,7 @@ parameters, fragments, letter case in the host, default ports) becomes one docum
 from __future__ import annotations
 
 import re
+from typing import NamedTuple
 from urllib.parse import unquote, urlsplit
 
 # Query parameters that identify a campaign, click or share, never the page itself. `utm_*` is matched as a prefix.
@@ -79,17 +80,47 @@ def _normalize_host(hostname: str) -> str | None:
     return host if _ASCII_HOST.fullmatch(host) else None
 
 
-def _strip_tracking(query: str) -> str:
+def _strip_tracking(query: str | None) -> str:
     """The query without tracking parameters, other parameters kept verbatim and in their order."""
+    if not query:
+        return ""
     kept = []
     for pair in query.split("&"):
-        if not pair:
-            continue
-        key = unquote(pair.split("=", 1)[0]).lower()
-        if key in TRACKING_QUERY_PARAMS or key.startswith(TRACKING_QUERY_PREFIXES):
-            continue
-        kept.append(pair)
+        key = pair.partition("=")[0]
+        key = (unquote(key) if "%" in key else key).lower()  # unquote changes nothing without a "%"
+        if pair and key not in TRACKING_QUERY_PARAMS and not key.startswith(TRACKING_QUERY_PREFIXES):
+            kept.append(pair)
     return "&".join(kept)
+
+
+class Link(NamedTuple):
+    """A normalized URL and the parts of it the link rules read."""
+
+    url: str  # normalize_url's form
+    host: str  # host_of(url)
+    path: str  # urlsplit(url).path
+
+
+# The common case, and one urlsplit cannot read differently: an http(s) URL of printable ASCII (urlsplit removes tabs
+# and newlines and strips control characters: none here), a host of plain labels (no user info, port, brackets,
+# trailing dot or IDNA to do), then an optional path, query and fragment. Such a URL normalizes to
+# scheme://host/path?query with both lowercased and the tracking parameters dropped, ~10x faster than by urlsplit.
+# Letters are spelled out (no IGNORECASE, under which U+212A KELVIN SIGN matches "k"): the fast path sees ASCII only.
+_PATH_CHARS, _QUERY_CHARS, _FRAGMENT_CHARS = r"[!-\"$->@-~]", r"[!-\"$-~]", r"[!-~]"  # no space, "#" or "?"; no "#"
+_PLAIN_URL = re.compile(rf"([hH][tT][tT][pP][sS]?)://([A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)*)"
+                        rf"(/{_PATH_CHARS}*)?(?:\?({_QUERY_CHARS}*))?(?:#{_FRAGMENT_CHARS}*)?")
+
+
+def normalize_link(url: str) -> Link | None:
+    """normalize_url's form of url with its host and path, or None when it is not an http(s) URL with a host."""
+    text = url.strip().replace("&amp;", "&")
+    plain = _PLAIN_URL.fullmatch(text)
+    if plain is None:
+        normalized = normalize_url_by_urlsplit(url)
+        return None if normalized is None else Link(normalized, host_of(normalized), _path_of(normalized))
+    scheme, host, path, query = plain.groups()
+    host, path, query = host.lower(), path or "/", _strip_tracking(query)
+    return Link(f"{scheme.lower()}://{host}{path}" + (f"?{query}" if query else ""), host, path)
 
 
 def normalize_url(url: str) -> str | None:
@@ -98,6 +129,12 @@ def normalize_url(url: str) -> str | None:
     Lowercase scheme and host, IDNA host, no default port, no user info, no fragment, no tracking parameters,
     "/" for an empty path. Reddit HTML-escapes ampersands in the URLs it stores, so `&amp;` is read as `&`.
     """
+    link = normalize_link(url)
+    return None if link is None else link.url
+
+
+def normalize_url_by_urlsplit(url: str) -> str | None:
+    """normalize_url for every URL, by urlsplit: the definition that normalize_link's fast path must agree with."""
     text = url.strip().replace("&amp;", "&")
     try:
         parts = urlsplit(text)
@@ -140,10 +177,19 @@ def is_blocked_domain(host: str, blocked: tuple[str, ...] | frozenset[str] = DEF
 
 def has_non_page_extension(url: str) -> bool:
     """True when the URL path ends in a file type that is not a web page (image, video, archive, PDF, ...)."""
+    return is_non_page_path(_path_of(url))
+
+
+def _path_of(url: str) -> str:
     try:
-        path = urlsplit(url.strip()).path
+        return urlsplit(url.strip()).path
     except ValueError:
-        return False
-    last_segment = unquote(path.rsplit("/", 1)[-1]).lower()
+        return ""
+
+
+def is_non_page_path(path: str) -> bool:
+    """has_non_page_extension for a URL's path."""
+    last_segment = path.rpartition("/")[2]
+    last_segment = (unquote(last_segment) if "%" in last_segment else last_segment).lower()
     dot = last_segment.rfind(".")
     return dot >= 0 and last_segment[dot:] in NON_PAGE_EXTENSIONS
