@@ -147,8 +147,11 @@ def cmd_run(args: argparse.Namespace) -> None:
 
 
 def cmd_up(args: argparse.Namespace) -> None:
-    stack = Stack.from_env()
-    stack.up()
+    stack = Stack.from_env(database=args.database)
+    try:
+        stack.up()
+    except (ValueError, RuntimeError) as error:
+        raise SystemExit(f"gptforge up: {error}") from None
     print(f"Prefect server and deployments are up. UI: {stack.ui_url}")
     print("Deployments: " + ", ".join(stack.deployments()))
     print("To use the prefect CLI against it:  eval \"$(gptforge env)\"")
@@ -181,9 +184,24 @@ def cmd_lineage(args: argparse.Namespace) -> None:
 
 
 def cmd_export(args: argparse.Namespace) -> None:
-    from gptcore.export import export_llmc, export_nanogpt
+    if args.format == "hf":
+        from flows.export_hf import export_hf
 
-    written = export_nanogpt(args.tokens, args.out) if args.format == "nanogpt" else export_llmc(args.tokens, args.out)
+        written = [export_hf(args.source, args.out, license=args.license)]
+    elif args.format == "lm-eval":
+        from flows.export_lmeval import export_lmeval
+
+        written = export_lmeval(args.source, args.out)
+        print(f"run them with: lm_eval --model hf --model_args pretrained=<gptforge export hf folder> "
+              f"--include_path {args.out} --tasks gptforge_eval_{Path(args.source).resolve().name}", file=sys.stderr)
+    elif args.format == "llmc-model":
+        from flows.export_trainers import export_run_for_llmc
+
+        written = export_run_for_llmc(args.source, args.out, dtypes=tuple(args.dtype), with_data=args.with_data)
+    else:
+        from gptcore.export import export_llmc, export_nanogpt
+
+        written = export_nanogpt(args.source, args.out) if args.format == "nanogpt" else export_llmc(args.source, args.out)
     for path in (written.values() if isinstance(written, dict) else written):
         print(path)
 
@@ -208,10 +226,22 @@ def cmd_demo(args: argparse.Namespace) -> None:
     print(run_demo(keep_stack=args.keep_stack))
 
 
+EXPORT_FORMATS = """formats:
+  hf          runs/<v> -> a Hugging Face folder (weights, tokenizer, model card) that transformers opens as it is
+  lm-eval     eval/<v> -> lm-evaluation-harness task YAMLs with their data (lm_eval --include_path OUT)
+  nanogpt     tokens/<v> -> train.bin, val.bin and meta.pkl for nanoGPT's train.py
+  llmc        tokens/<v> -> llm.c data shards (<prefix>_<split>_NNNNNN.bin)
+  llmc-model  runs/<v> -> llm.c model files (gpt2_<run>.bin, gpt2_<run>_bf16.bin) and gpt2_tokenizer.bin"""
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="gptforge", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("up", help="start the local Prefect server and serve every deployment").set_defaults(fn=cmd_up)
+    up = sub.add_parser("up", help="start the local Prefect server and serve every deployment")
+    up.add_argument("--database", metavar="URL", default=None,
+                    help="keep the server's database in PostgreSQL, e.g. postgresql://user:pw@127.0.0.1:5432/prefect "
+                         "(default: $GPTFORGE_DATABASE_URL; SQLite in the state folder when neither is set)")
+    up.set_defaults(fn=cmd_up)
     sub.add_parser("down", help="stop the local stack").set_defaults(fn=cmd_down)
     sub.add_parser("status", help="is the local stack running; which deployments it serves").set_defaults(fn=cmd_status)
     sub.add_parser("env", help="print the exports that point the prefect CLI at the local stack").set_defaults(fn=cmd_env)
@@ -226,10 +256,17 @@ def main(argv: list[str] | None = None) -> None:
     lineage.add_argument("path", help="a version folder (or a file inside one), or a version URL such as "
                          "s3://bucket/root/runs/v0001")
     lineage.set_defaults(fn=cmd_lineage)
-    export = sub.add_parser("export", help="write a tokens version in another trainer's format")
-    export.add_argument("format", choices=["nanogpt", "llmc"], help="nanoGPT train.bin/val.bin, or llm.c shards")
-    export.add_argument("tokens", type=Path, help="a tokens version folder, e.g. data/tokens/v0001")
+    export = sub.add_parser("export", help="write a run, an eval or a tokens version in another tool's format",
+                            formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EXPORT_FORMATS)
+    export.add_argument("format", choices=["hf", "lm-eval", "nanogpt", "llmc", "llmc-model"])
+    export.add_argument("source", type=Path, help="a version folder: runs/<v> for hf and llmc-model, eval/<v> for "
+                        "lm-eval, tokens/<v> for nanogpt and llmc")
     export.add_argument("out", type=Path, help="output folder")
+    export.add_argument("--license", default="other", help="hf: the Hub license id of the weights (default: other)")
+    export.add_argument("--dtype", nargs="+", choices=["float32", "bfloat16"], default=["float32", "bfloat16"],
+                        help="llmc-model: the model files to write (default: both)")
+    export.add_argument("--with-data", action="store_true", help="llmc-model: also write the run's tokens as llm.c "
+                        "data files, so OUT holds everything train_gpt2.c/.cu needs")
     export.set_defaults(fn=cmd_export)
     gen = sub.add_parser("generate", help="sample from a pretraining run's latest checkpoint")
     gen.add_argument("--run", required=True, type=Path, help="a run folder, e.g. data/runs/v0001")
