@@ -14,9 +14,11 @@ Run folder::
 The checkpoint holds the whole model, not only the head and the three new embedding rows: GPT-1 fine-tunes every
 weight, so the head alone cannot reproduce the predictions. It also holds the optimizer and RNG states; batch ``i``
 of epoch ``e`` is a pure function of (seed, e, i), so a killed run resumed from its latest checkpoint finishes with
-the same weights as one never stopped (on CPU). Each checkpoint also holds its step's metrics line, so a run killed
-after its last checkpoint (before the line reached ``metrics.jsonl``, or before anyone read the result) reruns to
-the same metrics log and the same result, loss included, without running a step.
+the same weights as one never stopped (on CPU). Each batch holds examples of similar length and is padded only to its
+longest one (``length_bucketed_batches``); the step's numbers are read off the device every few steps, not each
+step. Each checkpoint also holds its step's metrics line, so a run killed after its last checkpoint (before the line
+reached ``metrics.jsonl``, or before anyone read the result) reruns to the same metrics log and the same result, loss
+included, without running a step.
 """
 from __future__ import annotations
 
@@ -44,6 +46,8 @@ from gptcore.tasks import TaskModel, TaskSpec, collate, label_tensor, objective
 TASK_FILE = "task.json"
 CHECKPOINT_FORMAT = 1
 INITS = ("pretrained", "random")
+BUCKET_BATCHES = 50  # batches per length-sorted group (see length_bucketed_batches)
+METRICS_FLUSH_STEPS = 16  # steps whose metrics are read from the device together, when no checkpoint comes sooner
 
 
 @dataclass
@@ -126,8 +130,9 @@ def finetune(pretrained: str | Path, tokenizer: str | Path, spec: TaskSpec, trai
     _write_run_files(out, Path(tokenizer), model)
 
     encoder = load_encoder(out / TOKENIZER_FILE)
-    encoded = [model.encode(example, encoder) for example in train_examples]
-    targets = label_tensor(train_examples, spec)
+    encoded = [model.encode(example, encoder) for example in train_examples]  # once: every epoch reuses them
+    lengths = np.array([padded_size(sequences) for sequences in encoded])
+    targets = label_tensor(train_examples, spec).to(device)
     steps_per_epoch = math.ceil(len(encoded) / config.batch_size)
     total_steps = config.epochs * steps_per_epoch
     if config.max_steps is not None:
@@ -136,7 +141,7 @@ def finetune(pretrained: str | Path, tokenizer: str | Path, spec: TaskSpec, trai
 
     optimizer = torch.optim.AdamW(model.gpt.optimizer_groups(config.weight_decay) + [
         {"params": [model.head.weight], "weight_decay": config.weight_decay},
-        {"params": [model.head.bias], "weight_decay": 0.0}], lr=config.lr)
+        {"params": [model.head.bias], "weight_decay": 0.0}], lr=config.lr, fused=device.type in ("cpu", "cuda"))
     step, elapsed_before = 0, 0.0
     resumed_metrics: dict[str, Any] | None = None  # the metrics line of the checkpoint resumed from
     checkpoint = latest_checkpoint(out) if resume else None
@@ -161,18 +166,20 @@ def finetune(pretrained: str | Path, tokenizer: str | Path, spec: TaskSpec, trai
 
     model.train()
     start = time.perf_counter()
+    batches, batches_epoch = [], -1
+    pending: list[dict[str, Any]] = []  # metrics lines whose numbers are still tensors (read in one go at a flush)
     while step < total_steps:
         epoch, position = divmod(step, steps_per_epoch)
-        order = np.random.default_rng([config.seed, epoch]).permutation(len(encoded))
-        chosen = order[position * config.batch_size:(position + 1) * config.batch_size]
+        if epoch != batches_epoch:
+            batches, batches_epoch = length_bucketed_batches(lengths, config.batch_size, config.seed, epoch), epoch
+        chosen = batches[position]
         batch = collate([encoded[i] for i in chosen]).to(device)
-        chosen = torch.from_numpy(chosen)
         lr = linear_lr_at(step, max_lr=config.lr, warmup_steps=warmup_steps, total_steps=total_steps)
         for group in optimizer.param_groups:
             group["lr"] = lr
         with autocast:
             output = model(batch, with_lm_loss=config.aux_lm_weight > 0)
-            task_loss = model.task_loss(output.logits, targets[chosen].to(device))
+            task_loss = model.task_loss(output.logits, targets[torch.from_numpy(chosen).to(device)])
             loss = objective(task_loss, output.lm_loss, config.aux_lm_weight)
         loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(),
@@ -180,21 +187,61 @@ def finetune(pretrained: str | Path, tokenizer: str | Path, spec: TaskSpec, trai
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         step += 1
-        loss_value = float(loss.detach())
-        elapsed = elapsed_before + time.perf_counter() - start
-        metrics = {"step": step, "epoch": epoch, "loss": loss_value, "task_loss": float(task_loss.detach()),
-                   "lm_loss": None if output.lm_loss is None else float(output.lm_loss.detach()), "lr": lr,
-                   "grad_norm": float(grad_norm), "elapsed_s": elapsed}
+        pending.append({"step": step, "epoch": epoch, "loss": loss.detach(), "task_loss": task_loss.detach(),
+                        "lm_loss": None if output.lm_loss is None else output.lm_loss.detach(), "lr": lr,
+                        "grad_norm": grad_norm.detach(), "elapsed_s": elapsed_before + time.perf_counter() - start})
         end_of_epoch = step % steps_per_epoch == 0
-        if step == total_steps or (config.checkpoint_every and step % config.checkpoint_every == 0) or \
-                (config.checkpoint_every is None and end_of_epoch):
-            checkpoint = _save(out, model, optimizer, config, step, elapsed, metrics)
-        append_metrics_log(out / METRICS_LOG_FILE, metrics)
+        saving = step == total_steps or (config.checkpoint_every and step % config.checkpoint_every == 0) or \
+            (config.checkpoint_every is None and end_of_epoch)
+        if not (saving or log is not None or len(pending) == METRICS_FLUSH_STEPS):
+            continue
+        lines = _read_out(pending)
+        pending = []
+        loss_value = lines[-1]["loss"]
+        for metrics in lines[:-1]:
+            append_metrics_log(out / METRICS_LOG_FILE, metrics)
+        if saving:  # between the earlier lines and its step's own line, the order resuming expects
+            checkpoint = _save(out, model, optimizer, config, step, lines[-1]["elapsed_s"], lines[-1])
+        append_metrics_log(out / METRICS_LOG_FILE, lines[-1])
         if log is not None:
-            log(metrics)
+            log(lines[-1])
     elapsed = elapsed_before + time.perf_counter() - start
     return FinetuneResult(step=step, total_steps=total_steps, loss=loss_value, elapsed_s=elapsed,
                           checkpoint=latest_checkpoint(out))
+
+
+def length_bucketed_batches(lengths: np.ndarray, batch_size: int, seed: int, epoch: int) -> list[np.ndarray]:
+    """Epoch ``epoch``'s batches (example indices), a pure function of (seed, epoch), so a resumed run replays them.
+
+    The examples are shuffled, cut into groups of ``BUCKET_BATCHES`` batches, sorted by length within each group
+    and cut into batches, whose order is shuffled again: a batch holds examples of similar length, so padding each
+    batch to its longest example wastes little, and batch contents still change from epoch to epoch. Only the
+    last batch can be short: ``ceil(n / batch_size)`` batches, each example in exactly one.
+    """
+    rng = np.random.default_rng([seed, epoch])
+    order = rng.permutation(len(lengths))
+    group = BUCKET_BATCHES * batch_size
+    for first in range(0, len(order), group):
+        part = order[first:first + group]
+        order[first:first + group] = part[np.argsort(lengths[part], kind="stable")]
+    batches = [order[first:first + batch_size] for first in range(0, len(order), batch_size)]
+    return [batches[i] for i in rng.permutation(len(batches))]
+
+
+def padded_size(sequences: list[list[int]]) -> int:
+    """Tokens an encoded example takes in a batch of its own: sequences (choices) x the longest of them."""
+    return len(sequences) * max(map(len, sequences))
+
+
+def _read_out(pending: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The metrics lines with their tensors turned into floats, all read in one device-to-host copy."""
+    keys = [key for key, value in pending[0].items() if isinstance(value, torch.Tensor)]
+    values = torch.stack([line[key].float() for line in pending for key in keys]).tolist()
+    lines = []
+    for i, line in enumerate(pending):
+        read = dict(zip(keys, values[i * len(keys):(i + 1) * len(keys)]))
+        lines.append({**line, **read})
+    return lines
 
 
 def _write_run_files(out: Path, tokenizer: Path, model: TaskModel) -> None:
@@ -239,20 +286,25 @@ def load_task_run(run_dir: str | Path, device: str = "cpu") -> tuple[TaskModel, 
 @torch.no_grad()
 def predict(model: TaskModel, encoder: Encoder, examples: Sequence[Example], batch_size: int = 32
             ) -> list[str | float | int]:
-    """Predictions for ``examples``: a class name, a score (similarity regression) or a choice index."""
+    """Predictions for ``examples``, in their order: a class name, a score (similarity regression) or a choice
+    index. Batches are cut from the examples sorted by length, so little of each is padding."""
     model.eval()
     device = next(model.parameters()).device
-    spec, predictions = model.spec, []
-    for start in range(0, len(examples), batch_size):
-        chunk = examples[start:start + batch_size]
-        batch = collate([model.encode(example, encoder) for example in chunk]).to(device)
-        logits = model(batch).logits.float().cpu()
+    spec = model.spec
+    encoded = [model.encode(example, encoder) for example in examples]
+    by_length = sorted(range(len(encoded)), key=lambda i: padded_size(encoded[i]))
+    predictions: list[str | float | int] = [0] * len(encoded)
+    for start in range(0, len(encoded), batch_size):
+        chosen = by_length[start:start + batch_size]
+        logits = model(collate([encoded[i] for i in chosen]).to(device)).logits.float().cpu()
         if spec.regression:
-            predictions += logits.tolist()
+            answers = logits.tolist()
         elif spec.task == "multiple_choice":
-            predictions += logits.argmax(dim=-1).tolist()
+            answers = logits.argmax(dim=-1).tolist()
         else:
-            predictions += [spec.labels[i] for i in logits.argmax(dim=-1).tolist()]
+            answers = [spec.labels[i] for i in logits.argmax(dim=-1).tolist()]
+        for i, answer in zip(chosen, answers):
+            predictions[i] = answer
     return predictions
 
 

@@ -12,12 +12,14 @@ import torch
 
 from gptcore import metrics
 from gptcore.checkpoint import CHECKPOINT_DIR, LATEST, latest_checkpoint, load_checkpoint, load_model, save_checkpoint
-from gptcore.finetune import FinetuneConfig, evaluate_task, finetune, load_task_run, predict, training_losses
+from gptcore.encoding import load_encoder
+from gptcore.finetune import (FinetuneConfig, evaluate_task, finetune, length_bucketed_batches, load_task_run, predict,
+                              training_losses)
 from gptcore.metrics_log import read_metrics_log
 from gptcore.model import GPT, GPTConfig
 from gptcore.schedule import linear_lr_at
-from gptcore.taskdata import MultipleChoiceExample
-from gptcore.tasks import TaskSpec
+from gptcore.taskdata import ClassificationExample, MultipleChoiceExample, SimilarityExample
+from gptcore.tasks import TaskModel, TaskSpec, collate
 from gptcore.train import params_sha256
 from tests.builders import sentiment, train_byte_level_bpe
 
@@ -46,6 +48,20 @@ def test_fine_tuning_learns_a_simple_classification_and_the_run_scores_its_test_
     assert set(scores) == {"n", "accuracy", "macro_f1", "matthews", "binary_f1"}
     steps = read_metrics_log(tmp_path / "ft")
     assert [m["step"] for m in steps] == list(range(1, 51)) and all(m["lm_loss"] > 0 for m in steps)
+
+
+def test_metrics_read_off_in_groups_are_the_lines_a_per_step_log_sees(pretrained, tmp_path):
+    run, tokenizer = pretrained
+    spec, examples = TaskSpec("classification", ("neg", "pos")), sentiment(80, seed=3)
+    config = FinetuneConfig(**{**FAST, "batch_size": 2, "epochs": 1})  # 40 steps, one checkpoint: groups of 16
+    seen: list[dict] = []
+    finetune(run, tokenizer, spec, examples, config, tmp_path / "logged", log=seen.append)
+    finetune(run, tokenizer, spec, examples, config, tmp_path / "grouped")
+    logged, grouped = read_metrics_log(tmp_path / "logged"), read_metrics_log(tmp_path / "grouped")
+    assert [m["step"] for m in grouped] == list(range(1, 41)) and logged == seen
+    drop_time = lambda lines: [{k: v for k, v in m.items() if k != "elapsed_s"} for m in lines]
+    assert drop_time(grouped) == drop_time(logged)
+    assert all(isinstance(m["loss"], float) and isinstance(m["grad_norm"], float) for m in grouped)
 
 
 def test_lambda_zero_switches_the_auxiliary_lm_loss_off(pretrained, tmp_path):
@@ -155,8 +171,63 @@ def test_multiple_choice_predicts_a_choice_index_per_example(pretrained, tmp_pat
     model, spec, encoder = load_task_run(tmp_path / "mc")
     assert spec.task == "multiple_choice"
     assert all(p in (0, 1, 2) for p in predict(model, encoder, examples, batch_size=3))
+    two = MultipleChoiceExample("the soup", ("was", "is"), 0)
+    mixed = [examples[0], two, examples[1], two]  # sorted into a batch of 2-choice and one of 3-choice examples
+    assert [p in (0, 1) for p in predict(model, encoder, mixed, batch_size=2)][1::2] == [True, True]
     with pytest.raises(ValueError, match="read the test file with task='multiple_choice'"):
         evaluate_task(tmp_path / "mc", sentiment(2, seed=0))
+
+
+def padded_tokens(batches: list[np.ndarray], lengths: np.ndarray) -> int:
+    return sum(len(batch) * int(lengths[batch].max()) for batch in batches)
+
+
+def test_length_bucketed_batches_cover_every_example_once_and_pad_far_less_than_random_batches():
+    lengths = np.random.default_rng(0).integers(3, 120, size=1000)
+    batches = length_bucketed_batches(lengths, batch_size=32, seed=5, epoch=0)
+    assert len(batches) == 32 and sorted(len(b) for b in batches)[1:] == [32] * 31  # ceil(1000 / 32), one short
+    assert sorted(np.concatenate(batches).tolist()) == list(range(1000))
+    assert all(np.array_equal(a, b) for a, b in zip(batches, length_bucketed_batches(lengths, 32, seed=5, epoch=0)))
+    other_epoch = length_bucketed_batches(lengths, 32, seed=5, epoch=1)
+    assert {tuple(sorted(b)) for b in batches} != {tuple(sorted(b)) for b in other_epoch}, "contents reshuffle"
+    random_batches = np.array_split(np.random.default_rng(1).permutation(1000), 32)
+    assert padded_tokens(batches, lengths) < 0.75 * padded_tokens(random_batches, lengths)
+    assert padded_tokens(batches, lengths) < 1.1 * lengths.sum()
+
+
+def test_an_example_padded_in_a_bucketed_batch_gets_the_logits_it_gets_alone(pretrained):
+    """Right padding under a causal mask: no position up to the extract token attends to a pad token."""
+    run, tokenizer = pretrained
+    encoder = load_encoder(tokenizer)
+    torch.manual_seed(0)
+    model = TaskModel(GPTConfig(vocab_size=300, block_size=32, n_layer=2, n_head=2, n_embd=32, dropout=0.1),
+                      TaskSpec("classification", ("neg", "pos"))).eval()
+    examples = [ClassificationExample(" ".join(["the soup was wonderful"] * (1 + i % 5))[: 3 + 11 * i], "pos")
+                for i in range(12)]
+    encoded = [model.encode(example, encoder) for example in examples]
+    lengths = np.array([len(sequences[0]) for sequences in encoded])
+    batches = length_bucketed_batches(lengths, batch_size=4, seed=0, epoch=0)
+    assert any(lengths[b].min() < lengths[b].max() for b in batches), "some example must be padded"
+    with torch.no_grad():
+        for chosen in batches:
+            batched = model(collate([encoded[i] for i in chosen])).logits
+            for row, i in enumerate(chosen):
+                assert torch.allclose(batched[row], model(collate([encoded[i]])).logits[0], atol=1e-5)
+
+
+def test_predict_sorts_by_length_for_batching_but_answers_in_the_examples_order(pretrained):
+    run, tokenizer = pretrained
+    encoder = load_encoder(tokenizer)
+    torch.manual_seed(0)
+    model = TaskModel(GPTConfig(vocab_size=300, block_size=32, n_layer=2, n_head=2, n_embd=32),
+                      TaskSpec("similarity"))  # regression: predictions are raw scores, so the order shows
+    texts = [e.text for e in sentiment(9, seed=6)]
+    cuts = [5, 1, 7, 3, 8, 2, 6, 0, 4]  # second texts of shuffled lengths: sorted order is not the given one
+    examples = [SimilarityExample(texts[i], texts[i][: 4 + 3 * cut], 0.0) for i, cut in enumerate(cuts)]
+    with torch.no_grad():
+        one_by_one = [model.eval()(collate([model.encode(example, encoder)])).logits.item() for example in examples]
+    assert len(set(one_by_one)) == 9
+    assert predict(model, encoder, examples, batch_size=4) == pytest.approx(one_by_one, abs=1e-5)
 
 
 def test_learning_rate_warms_up_linearly_then_decays_linearly_to_zero():
