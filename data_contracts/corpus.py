@@ -1,8 +1,10 @@
 """The corpus gate: what a built corpus version must satisfy before it is published.
 
 Validated on a metadata frame (the corpus schema's required columns, the text only as present or absent, computed
-with DuckDB) and on the manifest's counts: required columns non-null, ``doc_id``/``url``/``text_hash`` unique, text length within bounds, no blocked domain,
-known sources, and the files hold exactly the counts the manifest claims, with every input item accounted for.
+with DuckDB) and on the manifest's counts: every data file has the corpus schema (column names and Arrow types, so a
+reader never meets a ``fetched_at`` string in one shard and a timestamp in another), required columns non-null,
+``doc_id``/``url``/``text_hash`` unique, text length within bounds, no blocked domain, known sources, and the files
+hold exactly the counts the manifest claims, with every input item accounted for.
 """
 from __future__ import annotations
 
@@ -12,9 +14,10 @@ from pathlib import Path
 import duckdb
 import great_expectations.expectations as gxe
 import pandas as pd
+import pyarrow.parquet as pq
 
 from data_contracts.gate import Check, GateReport, run_gate
-from gptcore.corpus import DOC_ID, N_CHARS, REQUIRED_DOC_COLUMNS, SOURCES, TEXT
+from gptcore.corpus import DOC_ID, DOC_SCHEMA, N_CHARS, REQUIRED_DOC_COLUMNS, SOURCES, TEXT
 
 
 def blocked_host_regex(blocked_domains: list[str]) -> str:
@@ -33,6 +36,23 @@ def metadata_frame(parquet_files: list[Path]) -> pd.DataFrame:
     return duckdb.sql(
         f"""select {columns}, lower(regexp_extract(url, '^[a-zA-Z][a-zA-Z0-9+.-]*://([^/:?#]*)', 1)) as host
             from read_parquet($files)""", params={"files": files}).df()
+
+
+def schema_frame(parquet_files: list[Path]) -> pd.DataFrame:
+    """Per data file, how its columns differ from DOC_SCHEMA (None when they do not), read from the Parquet footers."""
+    expected = [(f.name, f.type) for f in DOC_SCHEMA]  # types compare equal whatever a list's item is called
+    rows = []
+    for path in parquet_files:
+        found = [(f.name, f.type) for f in pq.read_schema(path)]
+        problem = None if found == expected else (
+            f"{path.name} has columns {_named([c for c in found if c not in expected])} where the corpus schema has "
+            f"{_named([c for c in expected if c not in found])}: it was written by other code; rebuild the version")
+        rows.append({"file": path.name, "problem": problem})
+    return pd.DataFrame(rows, columns=["file", "problem"])
+
+
+def _named(columns: list[tuple]) -> list[tuple[str, str]]:
+    return [(name, str(type_)) for name, type_ in columns]
 
 
 def accounting_frame(manifest: dict) -> pd.DataFrame:
@@ -76,6 +96,7 @@ def corpus_checks(doc_files: list[Path], reject_files: list[Path], manifest: dic
         documents.append(gxe.ExpectColumnValuesToNotMatchRegex(column="host", regex=blocked_host_regex(blocked_domains)))
     totals = pd.DataFrame([{"rejects_in_files": n_rejects, "rejects_in_manifest": int(counts["rejects"])}])
     return [
+        Check("schema", schema_frame(doc_files), [gxe.ExpectColumnValuesToBeNull(column="problem")]),
         Check("documents", meta, documents),
         Check("rejects", totals, [gxe.ExpectColumnPairValuesToBeEqual(column_A="rejects_in_files",
                                                                       column_B="rejects_in_manifest")]),

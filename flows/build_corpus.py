@@ -1,7 +1,7 @@
 """build-corpus: Reddit-linked pages (WebText), WARC files and text files → a validated, deduplicated corpus version.
 
     dumps ─► filter links ─► merge ─► fetch shards (WARC + log) ─┐
-    warcs ───────────────────────────────────────────────────────┼─► extract + clean + filter ─► dedup ─► write ─► gate ─► publish
+    warcs ───────────────────────────────────────────────────────┼─► extract + clean + filter ─► dedup ─► write ─► card ─► gate ─► publish
     texts ───────────────────────────────────────────────────────┘
 
 Only wiring: every step is a plain function of ``gptcore.corpus`` (its docstring lists them), each task below is
@@ -16,12 +16,14 @@ from dataclasses import asdict
 from pathlib import Path
 
 from prefect import flow, task
+from prefect.artifacts import create_markdown_artifact
 from prefect.logging import get_run_logger
 
 from data_contracts.corpus import validate_corpus
+from flows.dataset_card import dataset_card
 from flows.lineage import input_file, upstream_version, write_manifest
 from flows.runners import check_runner, run_tasks, shard_runner
-from flows.stage import finish_version, start_version
+from flows.stage import artifact_key, finish_version, start_version, upstream_asset_keys
 from flows.store import DataRoot
 from gptcore import corpus
 from gptcore.corpus import FetchConfig, LinkFilterConfig, MinHashConfig, ProcessConfig
@@ -110,12 +112,16 @@ def build_corpus(
 
     out = started.out
     counts = corpus.write_version_folder(work, out, version, minhash) | corpus.input_counts(work, out)
+    counts["statistics"] = corpus.document_statistics(out)
     upstream = [input_file(p, "dump") for p in dumps] + [input_file(p, "warc") for p in warcs] \
         + [input_file(p, "text") for p in corpus.text_files(texts)] + [upstream_version(root, STAGE, v) for v in earlier]
+    card = dataset_card(version, parameters, upstream, counts)
+    card.write(out)  # before the manifest, which lists it like every other file
     manifest = write_manifest(out, STAGE, version, parameters, upstream, counts)
     report = validate_corpus(out, manifest, sorted(links.blocked), min_chars=1)
+    create_markdown_artifact(card.artifact, key=artifact_key(STAGE, version, "dataset-card"),
+                             description=f"Dataset card of corpus {version} (its README.md)")
     url = finish_version(root, started, manifest, report, corpus.counts_table(counts),
-                         asset_deps=[Path(p).resolve().as_uri() for p in dumps + warcs + texts],
-                         description="WebText-style corpus version")
+                         asset_deps=upstream_asset_keys(root, upstream), description="WebText-style corpus version")
     logger.info("corpus %s: %d documents, %d rejects → %s", version, counts["documents"], counts["rejects"], url)
     return url

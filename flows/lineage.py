@@ -14,6 +14,7 @@ from typing import Iterator
 
 from flows.store import (MANIFEST, DataRoot, StoreError, check_version, code_version, file_entries, manifest_checksum,
                          manifest_sha256, utc_now)
+from gptcore.corpus.records import source_path
 from gptcore.files import atomic_write_json, sha256_file
 
 
@@ -34,7 +35,7 @@ def current_flow_run() -> dict | None:
 def input_file(path: str | Path, kind: str) -> dict:
     """An upstream input file, identified by path, size and checksum."""
     p = Path(path)
-    return {"kind": kind, "path": str(p.resolve()), "bytes": p.stat().st_size, "sha256": sha256_file(p)}
+    return {"kind": kind, "path": source_path(p), "bytes": p.stat().st_size, "sha256": sha256_file(p)}
 
 
 def upstream_version(root: DataRoot, stage: str, version: str) -> dict:

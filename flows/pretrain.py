@@ -60,7 +60,7 @@ class _Progress:
 def _result_summary(result) -> dict:
     return {"step": result.step, "tokens_seen": result.tokens_seen, "stopped_by": result.stopped_by,
             "loss": result.loss, "val_loss": result.val_loss, "elapsed_s": round(result.elapsed_s, 1),
-            "params_sha256": result.params_sha256}
+            "params_sha256": result.params_sha256, "precision": result.precision}
 
 
 @task(name="train-model")
@@ -107,7 +107,8 @@ def train_model_torchrun(model_config, train_config: TrainConfig, tokens_folder:
     if len({s["params_sha256"] for s in summaries}) != 1:
         raise RuntimeError(f"the {nproc_per_node} processes ended with different weights: {summaries}")
     progress(rank0["step"], force=True)
-    return {key: rank0[key] for key in ("step", "tokens_seen", "stopped_by", "loss", "val_loss", "params_sha256")} | {
+    return {key: rank0[key] for key in ("step", "tokens_seen", "stopped_by", "loss", "val_loss", "params_sha256",
+                                        "precision")} | {
         "elapsed_s": round(rank0["elapsed_s"], 1), "processes": nproc_per_node}
 
 

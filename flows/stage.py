@@ -23,6 +23,7 @@ from pathlib import Path
 from prefect import task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.assets import Asset, AssetProperties, add_asset_metadata, materialize
+from prefect.settings import get_current_settings
 
 from data_contracts.gate import GateFailed, GateReport
 from flows import version_lock
@@ -110,6 +111,21 @@ def resolve_version(root: DataRoot, stage: str, requested: str | None, needed_by
 def artifact_key(stage: str, version: str, what: str) -> str:
     """Prefect artifact keys allow lowercase letters, digits and dashes only."""
     return f"{stage}-{version}-{what}".lower().replace("_", "-").replace(".", "-")
+
+
+def upstream_asset_keys(root: DataRoot, upstream: list[dict]) -> list[str]:
+    """The asset event's upstream: a manifest's upstream entries, the ones its lineage card draws, in their order —
+    input files by their file URL, versions by their asset key.
+
+    Prefect drops an event that names more related resources than its limit (100 by default), so past it the input
+    files are named by the folders that hold them (a BooksCorpus-style build reads thousands of files).
+    """
+    keys = [root.asset_key(up["stage"], up["version"]) if up["kind"] == "version" else Path(up["path"]).as_uri()
+            for up in upstream]
+    if len(keys) <= get_current_settings().server.events.maximum_related_resources:
+        return keys
+    folders = dict.fromkeys(Path(up["path"]).parent.as_uri() for up in upstream if up["kind"] != "version")
+    return list(folders) + [root.asset_key(up["stage"], up["version"]) for up in upstream if up["kind"] == "version"]
 
 
 def publish_artifacts(manifest: dict, report: GateReport, table_rows: list[dict], root: DataRoot | None = None) -> None:

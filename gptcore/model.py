@@ -234,19 +234,24 @@ class GPT(nn.Module):
         idx: torch.Tensor,
         targets: torch.Tensor | None = None,
         kv_cache: KVCache | None = None,
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        *,
+        with_logits: bool = True,
+    ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         """idx (B, T) token ids -> (logits (B, T, V), mean cross-entropy over targets != -1, or None).
 
         With `kv_cache`, idx holds only the new tokens; they take positions after the cached ones and the
-        cache grows by T.
+        cache grows by T. `with_logits=False` (training, evaluation) returns (None, loss): on CPU the loss is then
+        computed a chunk of positions at a time (`lm_head_cross_entropy`), never holding the (B, T, V) logits.
         """
         x = self.hidden_states(idx, kv_cache)  # (B, T, C)
+        if not with_logits and targets is not None and x.device.type == "cpu":
+            return None, lm_head_cross_entropy(x.view(-1, x.size(-1)), self.lm_head.weight, targets.view(-1))
         logits = self.lm_head(x)  # (B, T, V)
 
         loss = None
         if targets is not None:
             loss = F.cross_entropy(logits.view(-1, logits.size(-1)), targets.view(-1), ignore_index=-1)
-        return logits, loss
+        return (logits if with_logits else None), loss
 
     def hidden_states(self, idx: torch.Tensor, kv_cache: KVCache | None = None) -> torch.Tensor:
         """idx (B, T) token ids -> the last layer's output (B, T, C), after the final LayerNorm when there is one:
@@ -307,3 +312,65 @@ class GPT(nn.Module):
         if not self.config.tie_embeddings:
             matmul_params -= self.transformer.wte.weight.numel()  # input lookup only; lm_head does the work
         return 6.0 * matmul_params + 12.0 * self.config.n_layer * self.config.n_embd * T
+
+
+# ---- the LM loss without the logits tensor ----
+
+# Logits per chunk of `lm_head_cross_entropy`: 2 Mi floats (8 MiB). glibc serves requests above its mmap threshold
+# (at most 32 MiB) with fresh pages that must be faulted in on every step; chunks below it reuse freed heap memory.
+LOSS_CHUNK_ELEMENTS = 1 << 21
+
+
+def lm_head_cross_entropy(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """`F.cross_entropy(hidden @ weight.T, targets, ignore_index=-1)`, computed `LOSS_CHUNK_ELEMENTS` logits at a
+    time: hidden (N, C), weight (V, C), targets (N,). Same value and gradients (up to float rounding) as the
+    one-matrix form, without its (N, V) logits, their log-softmax and their gradient, which on a CPU cost more
+    in memory traffic and page faults than the matmuls themselves."""
+    if torch.is_grad_enabled() and (hidden.requires_grad or weight.requires_grad):
+        return _ChunkedLMLoss.apply(hidden, weight, targets)
+    total, count, _, _ = _chunked_lm_loss(hidden, weight, targets, want_grads=False)
+    return total / count
+
+
+class _ChunkedLMLoss(torch.autograd.Function):
+    """The loss is a scalar, so each chunk's gradients (softmax - one-hot) are taken in the forward pass, while
+    its logits are at hand, and backward only scales them by the incoming gradient."""
+
+    @staticmethod
+    def forward(ctx, hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        total, count, grad_hidden, grad_weight = _chunked_lm_loss(hidden, weight, targets, want_grads=True)
+        ctx.save_for_backward(grad_hidden, grad_weight, count)
+        ctx.weight_dtype = weight.dtype
+        return total / count
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_loss: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, None]:
+        grad_hidden, grad_weight, count = ctx.saved_tensors
+        scale = grad_loss / count
+        return grad_hidden * scale, (grad_weight * scale).to(ctx.weight_dtype), None
+
+
+def _chunked_lm_loss(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, want_grads: bool
+                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    """(summed loss, positions counted, and with `want_grads` the summed loss's gradients for hidden and weight)."""
+    keep = targets != -1
+    all_kept = bool(keep.all())
+    total = torch.zeros((), dtype=torch.float32, device=hidden.device)
+    grad_hidden = torch.empty_like(hidden) if want_grads else None
+    grad_weight = torch.zeros_like(weight, dtype=torch.float32) if want_grads else None
+    rows = max(1, LOSS_CHUNK_ELEMENTS // weight.size(0))
+    for start in range(0, hidden.size(0), rows):
+        h, t, k = hidden[start:start + rows], targets[start:start + rows], keep[start:start + rows]
+        t = t.clamp(min=0)[:, None]  # an ignored position reads class 0, then gets weight 0
+        log_probs = torch.log_softmax((h @ weight.t()).float(), dim=-1)  # (rows, V)
+        picked = log_probs.gather(1, t).squeeze(1)
+        total -= picked.sum() if all_kept else (picked * k).sum()
+        if want_grads:
+            grad_logits = log_probs.exp_().scatter_add_(1, t, -k[:, None].float())  # softmax - one-hot
+            if not all_kept:
+                grad_logits.mul_(k[:, None])
+            grad_logits = grad_logits.to(h.dtype)
+            grad_hidden[start:start + rows] = grad_logits @ weight.to(h.dtype)
+            grad_weight += grad_logits.t() @ h
+    return total, keep.sum(), grad_hidden, grad_weight

@@ -1,19 +1,24 @@
 """Where and how a model runs: the device, mixed precision, the ``torchrun`` process group, and peak FLOPs.
 
 Shared by pretraining (``gptcore.train``), fine-tuning (``gptcore.finetune``), the model loader
-(``gptcore.checkpoint.load_model``) and evaluation, so every entry point reads ``device="auto"`` and
-``precision="bf16"`` the same way.
+(``gptcore.checkpoint.load_model``) and evaluation, so every entry point reads ``device="auto"``,
+``precision="auto"`` and ``precision="bf16"`` the same way.
 """
 from __future__ import annotations
 
 import os
 from contextlib import nullcontext
+from pathlib import Path
 from typing import ContextManager
 
 import torch
 import torch.distributed as dist
 
-PRECISIONS = ("fp32", "bf16", "fp16")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")  # "auto": bf16 where the device computes it natively, else fp32
+# CPU feature flags (as /proc/cpuinfo spells them) of native bf16 arithmetic: AVX512_BF16 dot products, AMX tiles.
+# Without them bf16 is emulated and autocast is slower than fp32.
+NATIVE_BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
+CPUINFO = Path("/proc/cpuinfo")
 # Dense bf16 tensor-core peaks (vendor datasheets), the usual denominator of model FLOPs utilisation.
 PEAK_BF16_FLOPS = {"H200": 989e12, "H100": 989e12, "A100": 312e12}
 
@@ -42,8 +47,30 @@ def resolve_device(device: str | torch.device) -> torch.device:
     return resolved
 
 
+def cpu_has_native_bf16(cpuinfo: str | None = None) -> bool:
+    """Whether the CPU has a ``NATIVE_BF16_CPU_FLAGS`` flag, read from ``cpuinfo`` (default: /proc/cpuinfo;
+    where there is none, e.g. macOS, False)."""
+    if cpuinfo is None:
+        cpuinfo = CPUINFO.read_text() if CPUINFO.is_file() else ""
+    flags = {flag for line in cpuinfo.splitlines() if line.startswith("flags") for flag in line.split(":", 1)[-1].split()}
+    return any(flag in flags for flag in NATIVE_BF16_CPU_FLAGS)
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """``"auto"`` becomes ``"bf16"`` where ``device`` computes bf16 natively (a CPU with ``cpu_has_native_bf16``, a
+    CUDA GPU with bf16 support) and ``"fp32"`` elsewhere; any other precision is returned as it is."""
+    if precision != "auto":
+        return precision
+    if device.type == "cuda":
+        native = torch.cuda.is_bf16_supported(including_emulation=False)
+    else:
+        native = device.type == "cpu" and cpu_has_native_bf16()
+    return "bf16" if native else "fp32"
+
+
 def autocast_context(precision: str, device: torch.device) -> ContextManager:
     """The context a forward pass runs in for ``precision`` (one of ``PRECISIONS``) on ``device``."""
+    precision = resolve_precision(precision, device)
     if precision == "fp32":
         return nullcontext()
     if precision == "fp16":

@@ -72,6 +72,78 @@ def test_raw_responses_and_fetch_log_are_kept(first_build):
     assert log == (links, links)
 
 
+def test_documents_have_a_domain_a_utc_fetch_time_and_an_input_the_version_can_open(first_build):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from warcio.archiveiterator import ArchiveIterator
+
+    from gptcore.corpus.urls import host_of
+    from gptcore.corpus.warc import DOC_ID_HEADER
+
+    manifest = json.loads((first_build / "manifest.json").read_text())
+    docs = pq.read_table(sorted((first_build / "data").glob("*.parquet"))).to_pylist()
+    schema = pq.read_schema(next((first_build / "data").glob("*.parquet")))
+    assert schema.field("fetched_at").type == pa.timestamp("us", tz="UTC")
+    files = {up["path"]: up["kind"] for up in manifest["upstream"] if up["kind"] != "version"}
+    reddit = [d for d in docs if d["source"] == "reddit"]
+    assert reddit and all(d["domain"] == host_of(d["url"]) == webhosts.BUILD_CORPUS and d["fetched_at"] for d in reddit)
+    for doc in reddit:  # the record at the offset is the page, in the published WARC
+        assert doc["input"].startswith("warc/") and doc["input"] in manifest["outputs"]
+        with open(first_build / doc["input"], "rb") as file:
+            file.seek(doc["input_offset"])
+            record = next(iter(ArchiveIterator(file)))
+        assert record.rec_headers.get_header(DOC_ID_HEADER) == doc["doc_id"]
+    texts = [d for d in docs if d["source"] == "text"]
+    assert texts and all(d["domain"] is None and files.get(d["input"]) == "text" for d in texts)
+    rejects = duckdb.sql(f"select distinct input from read_parquet('{first_build}/rejects/*.parquet')").fetchall()
+    for (name,) in rejects:  # a path in the version or an upstream file, never the build's work folder
+        assert name in manifest["outputs"] or name in files, name
+    assert "dump" in {files[n] for (n,) in rejects if n in files}  # link filtering names the dump it read
+
+
+def test_the_dataset_card_opens_the_corpus_with_datasets_as_it_is(first_build, tmp_path):
+    import datasets
+
+    from flows.store import DataRoot
+
+    manifest = json.loads((first_build / "manifest.json").read_text())
+    assert {"README.md", "images/lengths.svg", "images/languages.svg"} <= set(manifest["outputs"])
+    DataRoot.from_env(str(first_build.parent.parent)).local_version("corpus", "v0001")  # exactly the listed files
+    corpus = datasets.load_dataset(str(first_build), split="train", cache_dir=str(tmp_path))
+    assert sorted(zip(corpus["doc_id"], corpus["text"])) == _docs(first_build)
+    assert corpus.features["fetched_at"].dtype == "timestamp[us, tz=UTC]"
+    rejects = datasets.load_dataset(str(first_build), "rejects", split="train", cache_dir=str(tmp_path))
+    assert rejects.num_rows == manifest["counts"]["rejects"]
+
+
+def test_the_dataset_card_shows_the_manifests_counts(first_build):
+    import yaml
+
+    manifest = json.loads((first_build / "manifest.json").read_text())
+    counts, readme = manifest["counts"], (first_build / "README.md").read_text()
+    front = yaml.safe_load(readme.split("---\n")[1])
+    assert front["language"] == ["en"] and front["size_categories"] == ["n<1K"]
+    assert _table_rows(readme, "| step | reason | items |") == {
+        (*key.split(":"), f"{n:,}") for key, n in counts["rejects_by_reason"].items()}
+    data = f"read_parquet('{first_build}/data/*.parquet')"
+    domains = duckdb.sql(f"select domain, count(*), sum(n_chars) from {data} where domain is not null group by 1").fetchall()
+    assert _table_rows(readme, "| domain | documents | characters |") == {(d, f"{n:,}", f"{c:,}") for d, n, c in domains}
+    assert _table_rows(readme, "| language | documents |") == {("en", f"{counts['documents']:,}")}
+    for source, c in counts["accounting"].items():
+        assert f"| {source} | {c['inputs']:,} | {c['kept']:,} | {c['rejected']:,} |" in readme
+
+
+def _table_rows(markdown: str, header: str) -> set[tuple[str, ...]]:
+    """The rows of the markdown table under ``header``, as tuples of cell texts."""
+    lines = markdown.split(header + "\n", 1)[1].splitlines()[1:]
+    rows = []
+    for line in lines:
+        if not line.startswith("|"):
+            break
+        rows.append(tuple(cell.strip() for cell in line.strip("|").split(" | ")))
+    return set(rows)
+
+
 def test_corpus_rebuilds_from_its_warc_without_refetching(first_build, demo_inputs, prefect_harness, tmp_path):
     from flows.build_corpus import build_corpus
 
@@ -91,16 +163,44 @@ def _extracted_pages(folder: Path) -> set[str]:
                                           where step = 'dedup' and source != 'text'""").fetchall()}
 
 
-def test_next_version_dedups_against_earlier_versions(first_build, demo_inputs, prefect_harness):
-    from flows.build_corpus import build_corpus
+def test_next_version_dedups_against_earlier_versions(first_build, demo_inputs, prefect_harness, monkeypatch):
+    from prefect.assets import materialize
 
-    root = first_build.parent.parent
-    second = Path(build_corpus(**demo_inputs["params"] | {"dumps": [], "version": "v0002", "data_root": str(root)}))
+    from flows.build_corpus import build_corpus
+    from flows.cards import lineage_graph
+
+    deps = []
+
+    def recording(asset, **kwargs):
+        deps.append(kwargs["asset_deps"])
+        return materialize(asset, **kwargs)
+
+    monkeypatch.setattr("flows.stage.materialize", recording)
+    root = DataRoot.from_env(str(first_build.parent.parent))
+    second = Path(build_corpus(**demo_inputs["params"] | {"dumps": [], "version": "v0002", "data_root": root.url}))
     manifest = json.loads((second / "manifest.json").read_text())
     assert manifest["counts"]["documents"] == 0
     details = duckdb.sql(f"select detail from read_parquet('{second}/rejects/*.parquet') where step='dedup'").fetchall()
     assert details and all("v0001" in d for (d,) in details)
-    assert any(u.get("version") == "v0001" for u in manifest["upstream"])
+    assert manifest["counts"]["statistics"]["dedup"]["by_kept_version"] == {"v0001": len(details)}
+    # The asset event names what the lineage card draws: the text files and the version deduplicated against.
+    texts = sorted(Path(p).resolve() for folder in demo_inputs["params"]["texts"] for p in
+                   ([folder] if Path(folder).is_file() else Path(folder).glob("*.txt")))
+    assert len(deps) == 1 and sorted(deps[0]) == sorted([p.as_uri() for p in texts] + [root.asset_key("corpus", "v0001")])
+    nodes, edges = lineage_graph(manifest, root)
+    assert len([a for a, b in edges if b == 0]) == len(deps[0])
+    assert "corpus v0001" in [n["label"] for n in nodes]
+    assert "no documents" in (second / "README.md").read_text()
+
+
+def test_past_prefects_limit_the_asset_event_names_the_input_folders(tmp_path):
+    from flows.stage import upstream_asset_keys
+
+    root = DataRoot.from_env(str(tmp_path))
+    upstream = [{"kind": "text", "path": f"/books/{i % 3}/{i}.txt"} for i in range(150)]
+    upstream.append({"kind": "version", "stage": "corpus", "version": "v0001"})
+    assert upstream_asset_keys(root, upstream) == ["file:///books/0", "file:///books/1", "file:///books/2",
+                                                   root.asset_key("corpus", "v0001")]
 
 
 def test_an_earlier_version_whose_dedup_index_was_damaged_is_refused(first_build, demo_inputs, prefect_harness,

@@ -50,3 +50,25 @@ def test_the_same_dump_passed_twice_keeps_each_submission_once_and_passes_the_ga
     kept_ids = duckdb.sql(f"select unnest(submission_ids) from read_parquet('{out}/data/*.parquet')").fetchall()
     with_link = duckdb.sql(f"select count(*) from read_parquet('{out}/rejects/*.parquet') where step != 'links'")
     assert len(kept_ids) + with_link.fetchall()[0][0] == len(pages)  # every kept submission's page: a document or a reject
+
+
+def test_links_over_max_links_are_rejected_with_all_their_submissions_and_name_one_dump(site, prefect_harness, tmp_path):
+    from flows.build_corpus import build_corpus
+
+    base_url, pages = site
+    first = write_dump(tmp_path / "RS_2019-06.zst",
+                       [submission(f"a{i}", f"{base_url}/{page.path}", score=10 * (i + 1)) for i, page in enumerate(pages)])
+    second = write_dump(tmp_path / "RS_2019-07.zst",  # page 0 again, from another submission: its link has two
+                        [submission("b0", f"{base_url}/{pages[0].path}", score=3), submission("a1", f"{base_url}/{pages[1].path}")])
+
+    out = Path(build_corpus(dumps=[str(second), str(first)], max_links=1, version="capped",
+                            data_root=str(tmp_path / "data"),
+                            fetch={"allow_hosts": [webhosts.BUILD_CORPUS_DUMPS], "respect_robots": False},
+                            process={"quality": {"min_words": 1, "languages": ["en"]}}))
+
+    reddit = json.loads((out / "manifest.json").read_text())["counts"]["accounting"]["reddit"]
+    assert reddit["inputs"] == 5 == reddit["kept"] + reddit["rejected"]
+    capped = dict(duckdb.sql(f"select item, input from read_parquet('{out}/rejects/*.parquet') "
+                             "where reason = 'over_max_links'").fetchall())
+    # both dumps linked pages 0 and 1: the first of them by path names each
+    assert capped == {f"{base_url}/{pages[i].path}": str(first.resolve()) for i in (0, 1)}

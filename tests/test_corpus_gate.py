@@ -7,17 +7,18 @@ import pytest
 from data_contracts.corpus import validate_corpus
 from data_contracts.gate import GateFailed
 from gptcore.corpus.records import DOC_SCHEMA, REJECT_SCHEMA, reject
+from gptcore.corpus.urls import host_of
 from gptcore.files import atomic_write_table
 
 
 def _doc(doc_id: str, url: str, text: str = "some text", text_hash: str | None = None) -> dict:
-    return {"doc_id": doc_id, "url": url, "source": "reddit", "title": "t", "text": text, "n_chars": len(text),
+    return {"doc_id": doc_id, "url": url, "domain": host_of(url), "source": "reddit", "title": "t", "text": text, "n_chars": len(text),
             "n_words": 2, "lang": "en", "lang_score": 0.9, "text_hash": text_hash or f"h-{doc_id}",
             "submission_ids": ["s1"], "subreddits": ["python"], "score": 5}
 
 
-def _corpus(tmp_path, docs: list[dict], documents: int | None = None, inputs: int | None = None):
-    atomic_write_table(tmp_path / "data" / "part-00000.parquet", pa.Table.from_pylist(docs, schema=DOC_SCHEMA))
+def _corpus(tmp_path, docs: list[dict], documents: int | None = None, inputs: int | None = None, schema=DOC_SCHEMA):
+    atomic_write_table(tmp_path / "data" / "part-00000.parquet", pa.Table.from_pylist(docs, schema=schema))
     atomic_write_table(tmp_path / "rejects" / "part-00000.parquet", pa.Table.from_pylist(
         [reject("s9", "reddit", "links", "low_score")], schema=REJECT_SCHEMA))
     n = len(docs) if documents is None else documents
@@ -43,6 +44,14 @@ def test_a_sound_corpus_passes(tmp_path):
 def test_broken_documents_fail_the_gate_naming_the_expectation(tmp_path, docs, expectation):
     report = validate_corpus(tmp_path, _corpus(tmp_path, docs), ["wikipedia.org"], min_chars=1)
     assert expectation in [f.expectation for f in report.failures]
+
+
+def test_a_data_file_with_fetched_at_as_a_string_fails_the_gate_naming_the_column(tmp_path):
+    old = DOC_SCHEMA.set(DOC_SCHEMA.get_field_index("fetched_at"), pa.field("fetched_at", pa.string()))
+    report = validate_corpus(tmp_path, _corpus(tmp_path, GOOD, schema=old), ["wikipedia.org"])
+    assert [(f.check, f.expectation) for f in report.failures] == [("schema", "expect_column_values_to_be_null")]
+    with pytest.raises(GateFailed, match=r"part-00000.parquet has columns \[\('fetched_at', 'string'\)\]"):
+        report.raise_for_failure()
 
 
 def test_counts_that_disagree_with_the_manifest_fail_the_gate(tmp_path):

@@ -24,7 +24,7 @@ pytestmark = pytest.mark.skipif(not (dist.is_available() and dist.is_gloo_availa
 def run_torchrun(tokens, out, *extra: str) -> list[dict]:
     """Launch 2 local processes on a free port; return each rank's JSON summary line."""
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-               "-m", "gptcore.train", "--tokens", str(tokens), "--out", str(out), "--preset", "tiny",
+               "-m", "gptcore.train", "--tokens", str(tokens), "--out", str(out), "--preset", "tiny", "--precision", "fp32",
                "--vocab-size", str(VOCAB), "--seq-len", str(SEQ), "--batch-size", "2", "--grad-accum", "2",
                "--warmup-steps", "1", "--eval-every", "2", "--eval-batches", "3", "--device", "cpu", *extra]
     env = os.environ | {"OMP_NUM_THREADS": "1", "GLOO_SOCKET_IFNAME": "lo"}

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import codecs
+import datetime as dt
 import threading
 
 from gptcore.corpus.clean import clean_text
@@ -39,9 +40,12 @@ PAGE = f"""<!DOCTYPE html>
 </body></html>"""
 
 
+FETCHED_AT = dt.datetime(2024, 1, 1, tzinfo=dt.timezone.utc)
+
+
 def html_page(url: str, html: str, content_type: str | None = "text/html; charset=utf-8") -> Page:
     return Page(doc_id=doc_id_for(url), url=url, body=html.encode("utf-8"), content_type=content_type,
-                source="reddit", fetched_at="2024-01-01T00:00:00Z", http_status=200, input="shard-0.warc.gz")
+                source="reddit", fetched_at=FETCHED_AT, http_status=200, input="warc/00000.warc.gz", input_offset=512)
 
 
 # --- decoding ---------------------------------------------------------------------------------------------------
@@ -137,8 +141,10 @@ def test_process_pages_turns_each_page_into_a_document_or_a_reject():
     assert document["title"] == "The last night of the lighthouse"
     assert document["lang"] == "en" and document["lang_score"] > 0.5
     assert document["n_chars"] == len(document["text"]) and document["n_words"] == len(document["text"].split())
-    assert (document["doc_id"], document["http_status"], document["input"]) == (
-        doc_id_for("https://example.org/article"), 200, "shard-0.warc.gz")
+    assert (document["doc_id"], document["http_status"], document["fetched_at"]) == (
+        doc_id_for("https://example.org/article"), 200, FETCHED_AT)
+    assert (document["input"], document["input_offset"]) == ("warc/00000.warc.gz", 512)
+    assert all(r["input"] == "warc/00000.warc.gz" for r in rejects[:-1])
     assert [(r["item"].rsplit("/", 1)[-1], r["step"], r["reason"]) for r in rejects] == [
         ("de", "lang", "lang_not_allowed"),
         ("empty", "extract", "empty_body"),

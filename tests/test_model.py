@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from gptcore.generate import filter_logits, generate, sample_next_token
-from gptcore.model import GPT, PRESETS, GPTConfig, KVCache, config_from_preset
+import gptcore.model
+from gptcore.model import GPT, PRESETS, GPTConfig, KVCache, config_from_preset, lm_head_cross_entropy
 
 VOCAB = 101
 
@@ -90,6 +91,45 @@ def test_loss_ignores_targets_marked_minus_one() -> None:
     logits, _ = model(idx)
     expected = torch.nn.functional.cross_entropy(logits[:, :4].reshape(-1, VOCAB), targets[:, :4].reshape(-1))
     assert torch.allclose(loss_masked, expected)
+
+
+def one_matrix_loss_and_grads(model: GPT, idx: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, list]:
+    model.zero_grad(set_to_none=True)
+    logits, loss = model(idx, targets)
+    loss.backward()
+    return loss.detach(), [p.grad.clone() for p in model.parameters()]
+
+
+@pytest.mark.parametrize("chunk_elements", [VOCAB, 5 * VOCAB, 1 << 21])  # 1 row per chunk, 5, all rows in one
+def test_the_loss_without_logits_equals_cross_entropy_over_the_logits_in_value_and_gradients(monkeypatch,
+                                                                                              chunk_elements) -> None:
+    monkeypatch.setattr(gptcore.model, "LOSS_CHUNK_ELEMENTS", chunk_elements)
+    model = tiny_model().train()
+    idx, targets = torch.randint(0, VOCAB, (3, 16)), torch.randint(0, VOCAB, (3, 16))
+    targets[1, 5:] = -1  # ignored positions inside and across chunks
+    expected_loss, expected_grads = one_matrix_loss_and_grads(model, idx, targets)
+
+    model.zero_grad(set_to_none=True)
+    logits, loss = model(idx, targets, with_logits=False)
+    loss.backward()
+    assert logits is None
+    assert torch.allclose(loss, expected_loss, rtol=1e-6, atol=0)
+    for grad, expected in zip((p.grad for p in model.parameters()), expected_grads):
+        assert torch.allclose(grad, expected, rtol=1e-4, atol=1e-7)
+
+
+def test_the_loss_without_logits_takes_no_gradients_under_no_grad_and_matches_under_bf16_autocast() -> None:
+    torch.manual_seed(0)
+    hidden, weight = torch.randn(40, 8, requires_grad=True), torch.randn(VOCAB, 8, requires_grad=True)
+    targets = torch.randint(0, VOCAB, (40,))
+    expected = torch.nn.functional.cross_entropy(hidden @ weight.t(), targets)
+    with torch.no_grad():
+        loss = lm_head_cross_entropy(hidden, weight, targets)
+    assert loss.grad_fn is None and torch.allclose(loss, expected, rtol=1e-6)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        one_matrix = torch.nn.functional.cross_entropy(hidden @ weight.t(), targets)
+        chunked = lm_head_cross_entropy(hidden, weight, targets)
+    assert torch.allclose(chunked, one_matrix, rtol=1e-3)
 
 
 def test_forward_rejects_sequences_longer_than_block_size() -> None:

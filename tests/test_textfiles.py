@@ -36,7 +36,7 @@ def test_one_document_per_file_with_the_original_bytes(tmp_path):
     path.write_bytes("Café crème, déjà vu.\n".encode("latin-1"))
     (page,) = iter_text_documents([str(path)])
     url = f"file://{path.absolute()}#0"
-    assert (page.url, page.doc_id, page.source, page.input) == (url, doc_id_for(url), "text", str(path.absolute()))
+    assert (page.url, page.doc_id, page.source, page.input) == (url, doc_id_for(url), "text", str(path.resolve()))
     assert page.body == path.read_bytes()
     assert page.content_type == "text/plain; charset=cp1252"
     assert texts([page]) == ["Café crème, déjà vu.\n"]
@@ -74,6 +74,17 @@ def test_directories_expand_to_their_txt_files_in_name_order(tmp_path):
         (tmp_path / name).write_text(f"text of {name}\n", encoding="utf-8")
     pages = list(iter_text_documents([str(tmp_path)]))
     assert [page.input.rsplit("/", 1)[1] for page in pages] == ["a.txt", "b.txt"]
+
+
+def test_a_file_given_through_a_symlink_is_named_by_its_resolved_path_as_the_manifest_names_inputs(tmp_path):
+    from flows.lineage import input_file
+
+    (tmp_path / "books").mkdir()
+    real = tmp_path / "books" / "book.txt"
+    real.write_text(BOOK, encoding="utf-8")
+    (tmp_path / "link.txt").symlink_to(real)
+    (page,) = iter_text_documents([str(tmp_path / "link.txt")])
+    assert page.input == str(real.resolve()) == input_file(tmp_path / "link.txt", "text")["path"]
 
 
 def test_missing_files_and_binary_files_become_rejects(tmp_path):

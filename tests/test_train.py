@@ -13,6 +13,8 @@ from gptcore.checkpoint import (CheckpointError, capture_rng_state, latest_check
                                 restore_rng_state, save_checkpoint)
 from gptcore.model import config_from_preset
 from gptcore.metrics_log import read_metrics_log
+from gptcore import runtime
+from gptcore.runtime import cpu_has_native_bf16, resolve_precision
 from gptcore.schedule import cosine_lr_at
 from gptcore.train import TrainConfig, main, train
 from tests.builders import train_val_tokens
@@ -263,6 +265,37 @@ def test_training_stops_at_a_time_budget(tmp_path, random_tokens):
 def test_bf16_autocast_trains_on_cpu(tmp_path, random_tokens):
     result = train(tiny_model(), quick_config(max_steps=2, precision="bf16"), random_tokens, tmp_path / "run")
     assert result.step == 2 and math.isfinite(result.loss)
+
+
+def test_native_bf16_is_read_from_the_cpu_flags():
+    assert cpu_has_native_bf16("processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f avx512_bf16\n")
+    assert cpu_has_native_bf16("flags\t\t: fpu amx_bf16 amx_tile\n")
+    assert not cpu_has_native_bf16("flags\t\t: fpu sse2 avx2 avx512f avx512bw\n")
+    assert not cpu_has_native_bf16("")
+    assert resolve_precision("fp32", torch.device("cpu")) == "fp32"
+
+
+@pytest.mark.parametrize(("flags", "expected"), [("avx2 avx512f avx512_bf16", "bf16"), ("avx2 avx512f", "fp32")])
+def test_auto_precision_trains_in_bf16_only_where_the_cpu_has_it(tmp_path, random_tokens, monkeypatch, flags,
+                                                                  expected):
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text(f"processor\t: 0\nflags\t\t: fpu {flags}\n")
+    monkeypatch.setattr(runtime, "CPUINFO", cpuinfo)
+    assert TrainConfig(max_steps=1).precision == "auto", "the default"
+    result = train(tiny_model(), quick_config(max_steps=2, precision="auto"), random_tokens, tmp_path / "run")
+    assert result.precision == expected
+
+
+def test_bf16_autocast_follows_the_fp32_loss_curve(tmp_path, pattern_tokens):
+    config = dict(max_steps=30, warmup_steps=5, eval_every=30, checkpoint_every=30)
+    fp32 = losses_of(train(tiny_model(), quick_config(**config, precision="fp32"), pattern_tokens, tmp_path / "a"))
+    bf16 = losses_of(train(tiny_model(), quick_config(**config, precision="bf16"), pattern_tokens, tmp_path / "b"))
+    assert fp32[-1] < 0.5 * fp32[0], "the curve falls, so there is a curve to follow"
+    assert max(abs(a - b) for a, b in zip(fp32, bf16)) < 0.01 * fp32[0]
+
+
+def losses_of(result) -> list[float]:
+    return [m["loss"] for m in read_metrics_log(result.checkpoint.parent.parent)]
 
 
 def test_fp16_is_refused_on_cpu(tmp_path, random_tokens):

@@ -1,6 +1,7 @@
 """WARC writing (the fetcher's pages) and reading (ours and Common-Crawl-style files)."""
 from __future__ import annotations
 
+import datetime as dt
 import io
 import random
 from pathlib import Path
@@ -44,8 +45,50 @@ def test_written_pages_read_back_with_doc_id_body_and_provenance(tmp_path):
         ("doc-a", "https://example.com/a", HTML),
         ("doc-b", "https://example.com/b?q=1", b"\xe9" + HTML),
     ]
-    assert all(p.source == "reddit" and p.fetched_at == "2024-05-01T12:00:00Z" and p.http_status == 200 for p in pages)
-    assert pages[0].input == str(path)
+    fetched_at = dt.datetime(2024, 5, 1, 12, tzinfo=dt.timezone.utc)
+    assert all(p.source == "reddit" and p.fetched_at == fetched_at and p.http_status == 200 for p in pages)
+    assert pages[0].input == str(path.resolve())
+
+
+@pytest.mark.parametrize("name", ["out.warc.gz", "out.warc"])
+def test_each_page_names_its_input_and_the_offset_its_record_can_be_read_back_from(tmp_path, name):
+    path = tmp_path / name
+    if name.endswith(".gz"):
+        with WarcPageWriter(path, software="gptforge-test") as warc:
+            for i in range(3):
+                warc.write(fetched(f"doc-{i}", f"https://example.com/{i}", body=HTML + bytes([65 + i])))
+    else:
+        three_page_warc(path, gzip=False)
+
+    pages = list(read_warc(path, input_name="warc/shard.warc.gz"))
+
+    assert len(pages) == 3 and {p.input for p in pages} == {"warc/shard.warc.gz"}
+    with open(path, "rb") as file:
+        for page in pages:
+            file.seek(page.input_offset)
+            record = next(iter(ArchiveIterator(file)))
+            assert (record.rec_headers.get_header("WARC-Target-URI"), record.content_stream().read()) == (
+                page.url, page.body)
+
+
+@pytest.mark.parametrize("warc_date, expected", [
+    ("2024-05-01T12:00:00Z", dt.datetime(2024, 5, 1, 12, tzinfo=dt.timezone.utc)),
+    ("2024-05-01T12:00:00.250000Z", dt.datetime(2024, 5, 1, 12, 0, 0, 250000, tzinfo=dt.timezone.utc)),
+    ("2024-05-01T14:00:00+02:00", dt.datetime(2024, 5, 1, 12, tzinfo=dt.timezone.utc)),
+    ("2024-05-01T12:00:00", dt.datetime(2024, 5, 1, 12, tzinfo=dt.timezone.utc)),  # WARC dates are UTC
+    ("yesterday", None),  # a bad date in someone's WARC costs the date, not the page
+])
+def test_warc_date_becomes_a_utc_timestamp(tmp_path, warc_date, expected):
+    path = tmp_path / "dated.warc"
+    with open(path, "wb") as file:
+        writer = WARCWriter(file, gzip=False)
+        record = http_response(writer, "https://example.com/", "200 OK", "text/html")
+        record.rec_headers.replace_header("WARC-Date", warc_date)
+        writer.write_record(record)
+
+    [page] = list(read_warc(path))
+
+    assert page.fetched_at == expected
 
 
 def test_decoded_body_is_stored_with_wire_encoding_headers_renamed_and_valid_digests(tmp_path):
@@ -124,7 +167,7 @@ def test_crawler_warc_gives_one_item_per_response_record_and_skips_the_rest(tmp_
         "https://example.com/again": "revisit",
         "dns:example.com": "bad_url",
     }
-    assert all(r["step"] == "extract" and r["input"] == str(path) for r in rejects.values())
+    assert all(r["step"] == "extract" and r["input"] == str(path.resolve()) for r in rejects.values())
     assert rejects["https://example.com/gone"]["doc_id"] == doc_id_for(normalize_url("https://example.com/gone"))
 
 
@@ -147,7 +190,7 @@ def test_truncated_warc_gives_the_complete_records_and_one_truncated_warc_reject
 
     assert [type(item).__name__ for item in items] == ["Page", "Page", "dict"]
     assert [page.url for page in items[:2]] == ["https://example.com/0", "https://example.com/1"]
-    assert items[2]["reason"] == "truncated_warc" and items[2]["item"] == str(path)
+    assert items[2]["reason"] == "truncated_warc" and items[2]["item"] == items[2]["input"] == str(path.resolve())
 
 
 def test_file_that_is_not_a_warc_raises_an_error_naming_it(tmp_path):

@@ -12,6 +12,7 @@
     dedup_resolve
     write_version_folder  the work folder → the version folder, with its dedup index     (assemble)
     input_counts          items in, kept and rejected per source, for the gate           (accounting)
+    document_statistics   languages, domains, lengths, dates, duplicates: the card's      (accounting)
 
 Each step reads and writes the build's work folder (layout in ``steps``) and skips what is already there. The
 configs say what the steps keep: LinkFilterConfig, FetchConfig, ProcessConfig (ExtractConfig, QualityConfig) and
@@ -27,6 +28,7 @@ import importlib
 # public name → the module that defines it
 _API = {
     "counts_table": "accounting",
+    "document_statistics": "accounting",
     "input_counts": "accounting",
     "DEDUP_INDEX": "assemble",
     "write_version_folder": "assemble",

@@ -6,7 +6,7 @@
     fetch_log.parquet, warc/ one log row per link, the raw responses
     dedup_index.parquet      the kept documents' fingerprints, which later versions deduplicate against
 
-The manifest and the gate come after, in the flow.
+The dataset card (``README.md``, ``images/``), the manifest and the gate come after, in the flow.
 """
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ import pyarrow.parquet as pq
 from gptcore.corpus.dedup import write_dedup_index
 from gptcore.corpus.dedup_shards import read_result
 from gptcore.corpus.minhash import MinHashConfig
-from gptcore.corpus.records import REJECT_SCHEMA
+from gptcore.corpus.records import FETCH_LOG, REJECT_SCHEMA, WARC_DIR
 from gptcore.corpus.steps import DEDUP_DIR, EXTRACT_DIR, FETCH_DIR, LINK_REJECTS, LINKS, LINKS_DIR, unit_files, unit_schema
 from gptcore.files import atomic_write_table
 
@@ -82,9 +82,9 @@ def write_version_folder(work: Path, out: Path, version: str, minhash: MinHashCo
         link_or_copy(work / LINKS, out / LINKS)
     logs = sorted((work / FETCH_DIR).glob("*.log.parquet"))
     if logs:
-        atomic_write_table(out / "fetch_log.parquet", pa.concat_tables([pq.read_table(p) for p in logs]))
+        atomic_write_table(out / FETCH_LOG, pa.concat_tables([pq.read_table(p) for p in logs]))
     for warc in sorted((work / FETCH_DIR).glob("*.warc.gz")):
-        link_or_copy(warc, out / "warc" / warc.name)
+        link_or_copy(warc, out / WARC_DIR / warc.name)
 
     return {"documents": kept.num_rows, "rejects": rejects.num_rows,
             "rejects_by_reason": dict(sorted(con.sql("select step || ':' || reason, count(*) from rejects group by 1")

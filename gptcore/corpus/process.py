@@ -33,7 +33,7 @@ from threadpoolctl import threadpool_limits
 from gptcore.corpus.clean import clean_text
 from gptcore.corpus.extract import ExtractConfig, decode_body, extract_main_text
 from gptcore.corpus.langid import detect_language, load_language_model
-from gptcore.corpus.quality import QualityConfig, language_failure, length_failure, quality_failure
+from gptcore.corpus.quality import QualityConfig, count_words, language_failure, length_failure, quality_failure
 from gptcore.corpus.records import Page, reject
 
 HTML_TYPES = frozenset({"text/html", "application/xhtml+xml", "application/xml", "text/xml", ""})
@@ -85,7 +85,7 @@ def process_page(page: Page, config: ProcessConfig = ProcessConfig()) -> tuple[d
     if not text:
         return rejected("extract", "no_text", f"no text left after extraction and cleaning ({len(page.body)} bytes)")
 
-    n_words = len(text.split())
+    n_words = count_words(text)
     if failure := length_failure(n_words, config.quality):
         return rejected("quality", failure.reason, failure.detail)
     language, language_score = detect_language(text)
@@ -98,6 +98,7 @@ def process_page(page: Page, config: ProcessConfig = ProcessConfig()) -> tuple[d
         "doc_id": page.doc_id, "url": page.url, "source": page.source, "title": title or None, "text": text,
         "n_chars": len(text), "n_words": n_words, "lang": language, "lang_score": language_score,
         "fetched_at": page.fetched_at, "http_status": page.http_status, "input": page.input,
+        "input_offset": page.input_offset,
     }, None
 
 
@@ -111,8 +112,9 @@ def _as_page(item: Page | dict) -> Page | dict:
 def process_pages(pages: Iterable[Page | dict], config: ProcessConfig = ProcessConfig()) -> tuple[list[dict], list[dict]]:
     """(document rows, reject rows) in input order; reject rows given as input pass through unchanged.
 
-    Document rows have the DOC_SCHEMA columns except text_hash, submission_ids, subreddits and score, which
-    `steps.extract_unit` adds (the fingerprints, and for Reddit pages the join with their submissions).
+    Document rows have the DOC_SCHEMA columns except domain, text_hash, submission_ids, subreddits and score, which
+    `steps.extract_unit` adds (the fingerprints, the final URL's host, and for Reddit pages the join with their
+    submissions).
     """
     documents: list[dict] = []
     rejects: list[dict] = []

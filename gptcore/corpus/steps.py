@@ -27,8 +27,9 @@ from gptcore.corpus.dumps import LinkFilterConfig, filter_dump, merge_dump_links
 from gptcore.corpus.fetch import FetchConfig, fetch_to_warc
 from gptcore.corpus.minhash import MinHashConfig, fingerprint_table
 from gptcore.corpus.process import ProcessConfig, process_pages_parallel
-from gptcore.corpus.records import DOC_SCHEMA, REJECT_SCHEMA
+from gptcore.corpus.records import DOC_SCHEMA, FETCH_LOG, REJECT_SCHEMA, WARC_DIR, source_path, utc_timestamp
 from gptcore.corpus.textfiles import iter_text_documents
+from gptcore.corpus.urls import host_of
 from gptcore.corpus.warc import read_warc
 from gptcore.files import atomic_write_json, atomic_write_table
 
@@ -49,9 +50,13 @@ def filter_links(work: Path, index: int, dump: str, config: LinkFilterConfig, wo
     counts_file = work / LINKS_DIR / f"{key}.counts.json"
     if not out.exists():
         result = filter_dump(dump, config, workers)
-        atomic_write_table(rejected, result.rejects)
+        name = source_path(dump)  # the dump reader names the file only; records.py: inputs are named by their path
+        atomic_write_table(rejected, result.rejects.set_column(
+            result.rejects.schema.get_field_index("input"), "input", pa.repeat(name, result.rejects.num_rows)))
         atomic_write_json(counts_file, result.counts)
-        atomic_write_table(out, result.submissions)  # per submission: merge-links keeps each submission once
+        submissions = result.submissions  # per submission: merge-links keeps each submission once
+        inputs = pa.array([[name]] * submissions.num_rows, submissions.schema.field("inputs").type)
+        atomic_write_table(out, submissions.set_column(submissions.schema.get_field_index("inputs"), "inputs", inputs))
     return json.loads(counts_file.read_text())
 
 
@@ -60,12 +65,25 @@ def merge_link_tables(work: Path, dumps: list[str], max_links: int | None) -> in
     ``duplicate_submission`` reject); links over ``max_links`` (lowest scores) become rejects. Returns the links."""
     out = work / LINKS
     if not out.exists():
-        merged, rejects = merge_dump_links(
-            [pq.read_table(work / LINKS_DIR / f"{dump_key(i, d)}.parquet") for i, d in enumerate(dumps)], dumps,
-            max_links)
-        atomic_write_table(work / LINK_REJECTS, rejects)
+        tables = [pq.read_table(work / LINKS_DIR / f"{dump_key(i, d)}.parquet") for i, d in enumerate(dumps)]
+        merged, rejects = merge_dump_links(tables, [source_path(d) for d in dumps], max_links)
+        atomic_write_table(work / LINK_REJECTS, name_one_dump_per_capped_link(rejects, tables))
         atomic_write_table(out, merged)
     return pq.read_metadata(out).num_rows
+
+
+def name_one_dump_per_capped_link(rejects: pa.Table, tables: list[pa.Table]) -> pa.Table:
+    """``over_max_links`` rejects get the first (by path) of the dumps that named the link as their ``input``: the
+    merge joins them all with commas, and an input is one path."""
+    capped = pc.equal(rejects["reason"], "over_max_links")
+    if not pc.any(capped).as_py():
+        return rejects
+    firsts = pa.concat_tables([pa.table({"doc_id": t["doc_id"], "input": pc.list_element(t["inputs"], 0)})
+                               for t in tables]).group_by("doc_id").aggregate([("input", "min")])
+    first_of = dict(zip(firsts["doc_id"].to_pylist(), firsts["input_min"].to_pylist()))
+    inputs = [first_of[d] if c else i for d, c, i in zip(rejects["doc_id"].to_pylist(), capped.to_pylist(),
+                                                             rejects["input"].to_pylist())]
+    return rejects.set_column(rejects.schema.get_field_index("input"), "input", pa.array(inputs, pa.string()))
 
 
 def shard_links(work: Path, shard: int, shard_size: int, columns: list[str] | None = None) -> pa.Table:
@@ -98,11 +116,11 @@ def unit_files(work: Path) -> list[Path]:
     return sorted(p for p in (work / EXTRACT_DIR).glob("*.parquet") if not p.name.endswith(".rejects.parquet"))
 
 
-def fetch_rejects(log: pa.Table, input_name: str) -> pa.Table:
-    """Fetch log rows with an error become rejects of step ``fetch``."""
+def fetch_rejects(log: pa.Table) -> pa.Table:
+    """Fetch log rows with an error become rejects of step ``fetch``; the published fetch log holds their row."""
     failed = log.filter(pc.is_valid(log["error"])).to_pylist()
     return pa.Table.from_pylist([{"item": r["url"], "doc_id": r["doc_id"], "source": "reddit", "step": "fetch",
-                                  "reason": r["error"], "detail": r.get("detail") or "", "input": input_name}
+                                  "reason": r["error"], "detail": r.get("detail") or "", "input": FETCH_LOG}
                                  for r in failed], schema=REJECT_SCHEMA)
 
 
@@ -113,7 +131,8 @@ def add_reddit_provenance(docs: list[dict], links: pa.Table, log: pa.Table) -> l
     for doc in docs:
         link, fetched = by_link[doc["doc_id"]], by_fetch.get(doc["doc_id"], {})
         doc.update(url=link["url"], submission_ids=link["submission_ids"], subreddits=link["subreddits"],
-                   score=link["score_max"], http_status=fetched.get("status"), fetched_at=fetched.get("fetched_at"))
+                   score=link["score_max"], http_status=fetched.get("status"),
+                   fetched_at=utc_timestamp(fetched.get("fetched_at")))
     return docs
 
 
@@ -141,6 +160,8 @@ def extract_unit(work: Path, unit: str, source: str, pages: Iterable, config: Pr
             doc.update(text_hash=text_hash, bands=bands)
         if provenance is not None:
             docs = provenance(docs)
+        for doc in docs:  # after provenance: a Reddit page's url is its link's, not the one it was served from
+            doc["domain"] = host_of(doc["url"]) or None
         table = pa.Table.from_pylist(rejects, schema=REJECT_SCHEMA)
         if extra_rejects is not None:
             table = pa.concat_tables([extra_rejects.cast(REJECT_SCHEMA), table])
@@ -155,9 +176,9 @@ def extract_fetched(work: Path, shard: int, shard_size: int, config: ProcessConf
     log = pq.read_table(work / FETCH_DIR / f"{shard:05d}.log.parquet")
     links = shard_links(work, shard, shard_size)
     warc = work / FETCH_DIR / f"{shard:05d}.warc.gz"
-    pages = read_warc(warc, source="reddit") if warc.exists() else iter(())
+    pages = read_warc(warc, source="reddit", input_name=f"{WARC_DIR}/{warc.name}") if warc.exists() else iter(())
     return extract_unit(work, f"fetch-{shard:05d}", "reddit", pages, config, minhash, workers,
-                        extra_rejects=fetch_rejects(log, warc.name),
+                        extra_rejects=fetch_rejects(log),
                         provenance=lambda docs: add_reddit_provenance(docs, links, log))
 
 

@@ -9,7 +9,8 @@ Split rules (`split=`):
   numbered from 0.
 
 Every document's url is `file://<absolute path>#<part number>` (part 0 for split="file") and its doc_id is
-`doc_id_for(url)`, so ids stay stable as long as the file and the split rule do. Whitespace-only parts are skipped
+`doc_id_for(url)`, so ids stay stable as long as the file and the split rule do; its `input` is the file's
+`records.source_path`. Whitespace-only parts are skipped
 (their numbers are not reused). Split parts are re-encoded as UTF-8. Paths that cannot be read and bytes that are
 not text in any encoding become reject rows.
 """
@@ -20,7 +21,7 @@ from pathlib import Path
 from typing import Iterator
 
 from gptcore.corpus.extract import bom_charset, guess_charset
-from gptcore.corpus.records import Page, doc_id_for, reject
+from gptcore.corpus.records import Page, doc_id_for, reject, source_path
 
 CHAPTER_HEADING = re.compile(r"^(?:CHAPTER|Chapter)[ \t]+(?:[0-9]+|[IVXLCDM]+)\b", re.MULTILINE)
 _BLANK_LINES_SPLIT = re.compile(r"blank-lines:([1-9][0-9]*)")
@@ -35,7 +36,7 @@ def _expand(paths: list[str]) -> Iterator[Path | dict]:
             files = sorted(path.glob("*.txt"))
             if not files:
                 yield reject(str(path), SOURCE, "fetch", "no_text_files",
-                             f"directory {path} has no *.txt files", input=str(path))
+                             f"directory {path} has no *.txt files", input=source_path(path))
             yield from files
         else:
             yield path
@@ -69,7 +70,7 @@ def _split_parts(text: str, split: str, boundary: re.Pattern[str]) -> list[str]:
 def _page(path: Path, part: int, body: bytes, charset: str) -> Page:
     url = f"file://{path}#{part}"
     return Page(doc_id=doc_id_for(url), url=url, body=body, content_type=f"text/plain; charset={charset}",
-                source=SOURCE, input=str(path))
+                source=SOURCE, input=source_path(path))
 
 
 def iter_text_documents(paths: list[str], split: str = "file") -> Iterator[Page | dict]:
@@ -84,12 +85,12 @@ def iter_text_documents(paths: list[str], split: str = "file") -> Iterator[Page 
             body = path.read_bytes()
         except OSError as error:
             yield reject(str(path), SOURCE, "fetch", "file_unreadable", f"{type(error).__name__}: {error}",
-                         input=str(path))
+                         input=source_path(path))
             continue
         charset, skip = bom_charset(body) or (guess_charset(body), 0)
         if charset is None:
             yield reject(str(path), SOURCE, "extract", "undecodable",
-                         f"{path} is not text in any encoding charset_normalizer knows (binary?)", input=str(path))
+                         f"{path} is not text in any encoding charset_normalizer knows (binary?)", input=source_path(path))
             continue
         if boundary is None:
             yield _page(path, 0, body, charset)

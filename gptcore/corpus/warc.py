@@ -25,7 +25,7 @@ from warcio.statusandheaders import StatusAndHeaders
 from warcio.warcwriter import WARCWriter
 
 from gptcore.corpus.httpbody import media_type
-from gptcore.corpus.records import Page, doc_id_for, reject
+from gptcore.corpus.records import Page, doc_id_for, reject, source_path, utc_timestamp
 from gptcore.corpus.urls import normalize_url
 from gptcore.files import temp_sibling
 
@@ -109,15 +109,18 @@ class WarcReadError(Exception):
     """A file that cannot be read as a WARC at all."""
 
 
-def read_warc(path: str | Path, source: str = "warc") -> Iterator[Page | dict]:
+def read_warc(path: str | Path, source: str = "warc", input_name: str | None = None) -> Iterator[Page | dict]:
     """Yield a Page per usable HTML response record of a WARC (``.warc`` or ``.warc.gz``), a reject row otherwise.
 
     Usable: HTTP status 200 and an HTML content type. The doc_id is the ``WARC-Gptforge-Doc-Id`` header when the
     fetcher wrote the file, else the id of the normalized target URI (Common Crawl and other crawlers' WARCs).
     warcinfo, request and metadata records are not items and are skipped. A file cut short yields what was
     readable and then one ``truncated_warc`` reject; a file with no readable record raises WarcReadError.
+    Pages and rejects name the file ``input_name`` (default: ``records.source_path(path)``); pages also carry their
+    record's offset in it.
     """
     path = Path(path)
+    input_name = input_name or source_path(path)
     try:
         file = open(path, "rb")
     except OSError as exc:
@@ -129,7 +132,7 @@ def read_warc(path: str | Path, source: str = "warc") -> Iterator[Page | dict]:
         complete = 0
         try:
             for record in records:
-                item = _item_from_record(record, source, str(path))
+                item = _item_from_record(record, source, input_name, records.offset)
                 if not _read_to_end(record):
                     break
                 complete += 1
@@ -149,7 +152,7 @@ def read_warc(path: str | Path, source: str = "warc") -> Iterator[Page | dict]:
                     "or by build-corpus, or fetch it again if the download was cut short"
                 )
             detail = f"file ends inside a record, at byte {size}, after {complete} complete records"
-            yield reject(str(path), source, "extract", "truncated_warc", detail=detail, input=str(path))
+            yield reject(input_name, source, "extract", "truncated_warc", detail=detail, input=input_name)
 
 
 def _read_to_end(record: ArcWarcRecord) -> bool:
@@ -161,7 +164,7 @@ def _read_to_end(record: ArcWarcRecord) -> bool:
     return getattr(record.raw_stream, "limit", None) == 0  # warcio's LimitReader counts down to 0
 
 
-def _item_from_record(record: ArcWarcRecord, source: str, input_name: str) -> Page | dict | None:
+def _item_from_record(record: ArcWarcRecord, source: str, input_name: str, offset: int) -> Page | dict | None:
     """The Page or reject row for one record, None for records that are not pages (warcinfo, request, …)."""
     if record.rec_type not in ("response", "revisit"):
         return None
@@ -192,7 +195,8 @@ def _item_from_record(record: ArcWarcRecord, source: str, input_name: str) -> Pa
         body=record.content_stream().read(),
         content_type=content_type,
         source=source,
-        fetched_at=record.rec_headers.get_header("WARC-Date"),
+        fetched_at=utc_timestamp(record.rec_headers.get_header("WARC-Date")),
         http_status=200,
         input=input_name,
+        input_offset=offset,
     )
