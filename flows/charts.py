@@ -30,14 +30,7 @@ def line_chart_svg(series: dict[str, list[tuple[float, float]]], *, title: str, 
     def sy(y: float) -> float:
         return height - bottom - (y - y0) / (y1 - y0) * (height - top - bottom)
 
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" '
-             f'font-size="11"><rect width="100%" height="100%" fill="white"/>',
-             f'<text x="{width / 2}" y="18" text-anchor="middle" font-size="13">{escape(title)}</text>',
-             f'<line x1="{left}" y1="{height - bottom}" x2="{width - right}" y2="{height - bottom}" stroke="#444"/>',
-             f'<line x1="{left}" y1="{top}" x2="{left}" y2="{height - bottom}" stroke="#444"/>',
-             f'<text x="{(left + width - right) / 2}" y="{height - 8}" text-anchor="middle">{escape(x_label)}</text>',
-             f'<text x="14" y="{(top + height - bottom) / 2}" text-anchor="middle" '
-             f'transform="rotate(-90 14 {(top + height - bottom) / 2})">{escape(y_label)}</text>']
+    parts = axes_frame(width, height, left, right, top, bottom, title, x_label, y_label)
     for i in range(5):  # axis ticks
         xv, yv = x0 + (x1 - x0) * i / 4, y0 + (y1 - y0) * i / 4
         parts.append(f'<text x="{sx(xv):.1f}" y="{height - bottom + 14}" text-anchor="middle">{xv:.4g}</text>')
@@ -50,6 +43,44 @@ def line_chart_svg(series: dict[str, list[tuple[float, float]]], *, title: str, 
                      f'{escape(name)}</text>')
     parts.append("</svg>")
     return "\n".join(parts)
+
+
+def bar_chart_svg(bars: list[tuple[str, float]], *, title: str, x_label: str, y_label: str,
+                  width: int = 640, height: int = 320) -> str:
+    """Vertical bars, one per (label, value)."""
+    if not bars:
+        raise ValueError(f"chart {title!r} has no bars to draw")
+    left, right, top, bottom = 60, 20, 30, 60
+    top_value = max(value for _, value in bars) or 1
+    slot = (width - left - right) / len(bars)
+    parts = axes_frame(width, height, left, right, top, bottom, title, x_label, y_label)
+    for i in range(5):  # value ticks
+        value = top_value * i / 4
+        y = height - bottom - value / top_value * (height - top - bottom)
+        parts.append(f'<text x="{left - 4}" y="{y + 4:.1f}" text-anchor="end">{value:.4g}</text>')
+    for i, (label, value) in enumerate(bars):
+        bar_height = value / top_value * (height - top - bottom)
+        x = left + i * slot
+        parts.append(f'<rect x="{x + slot * 0.1:.1f}" y="{height - bottom - bar_height:.1f}" width="{slot * 0.8:.1f}" '
+                     f'height="{bar_height:.1f}" fill="{COLORS[0]}"><title>{escape(label)}: {value:,}</title></rect>')
+        label_y = height - bottom + 12
+        parts.append(f'<text x="{x + slot / 2:.1f}" y="{label_y}" text-anchor="end" '
+                     f'transform="rotate(-35 {x + slot / 2:.1f} {label_y})">{escape(label)}</text>')
+    parts.append("</svg>")
+    return "\n".join(parts)
+
+
+def axes_frame(width: int, height: int, left: int, right: int, top: int, bottom: int, title: str, x_label: str,
+               y_label: str) -> list[str]:
+    """The opening SVG parts every chart shares: white canvas, title, both axes and their labels."""
+    return [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" '
+             f'font-size="11"><rect width="100%" height="100%" fill="white"/>',
+             f'<text x="{width / 2}" y="18" text-anchor="middle" font-size="13">{escape(title)}</text>',
+             f'<line x1="{left}" y1="{height - bottom}" x2="{width - right}" y2="{height - bottom}" stroke="#444"/>',
+             f'<line x1="{left}" y1="{top}" x2="{left}" y2="{height - bottom}" stroke="#444"/>',
+             f'<text x="{(left + width - right) / 2}" y="{height - 8}" text-anchor="middle">{escape(x_label)}</text>',
+             f'<text x="14" y="{(top + height - bottom) / 2}" text-anchor="middle" '
+             f'transform="rotate(-90 14 {(top + height - bottom) / 2})">{escape(y_label)}</text>']
 
 
 def svg_markdown_image(svg: str, alt: str) -> str:

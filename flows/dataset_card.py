@@ -13,13 +13,12 @@ the manifest's counts (``gptcore.corpus.accounting``) and upstream entries (``fl
 from __future__ import annotations
 
 from dataclasses import dataclass
-from html import escape
 from pathlib import Path
 from typing import Callable
 
 import yaml
 
-from flows.charts import COLORS, svg_markdown_image
+from flows.charts import bar_chart_svg, svg_markdown_image
 from gptcore.corpus.accounting import TOP_DOMAINS
 from gptcore.corpus.records import DOC_SCHEMA
 from gptcore.files import atomic_write_text
@@ -154,7 +153,7 @@ def _sources(upstream: list[dict], counts: dict) -> str:
 def _filters(counts: dict) -> str:
     rows = [(*key.split(":", 1), n) for key, n in sorted(counts["rejects_by_reason"].items())]
     text = ("## Filters\n\nEvery reject by step and reason (the settings are the manifest's `parameters`: `links`, "
-            f"`fetch`, `process.quality`, `minhash`):\n\n" + _table(["step", "reason", "items"], rows))
+            "`fetch`, `process.quality`, `minhash`):\n\n" + _table(["step", "reason", "items"], rows))
     if link_filter := counts.get("link_filter"):
         text += (f"\n\nLink filtering read {link_filter.get('records_read', 0):,} submissions and kept "
                  f"{link_filter.get('kept_submissions', 0):,}, linking {counts.get('links', 0):,} distinct pages.")
@@ -203,33 +202,3 @@ def _license() -> str:
 # The charts
 
 
-def bar_chart_svg(bars: list[tuple[str, float]], *, title: str, x_label: str, y_label: str,
-                  width: int = 640, height: int = 320) -> str:
-    """Vertical bars, one per (label, value), in the look of ``flows.charts``."""
-    if not bars:
-        raise ValueError(f"chart {title!r} has no bars to draw")
-    left, right, top, bottom = 60, 20, 30, 60
-    top_value = max(value for _, value in bars) or 1
-    slot = (width - left - right) / len(bars)
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" '
-             f'font-size="11"><rect width="100%" height="100%" fill="white"/>',
-             f'<text x="{width / 2}" y="18" text-anchor="middle" font-size="13">{escape(title)}</text>',
-             f'<line x1="{left}" y1="{height - bottom}" x2="{width - right}" y2="{height - bottom}" stroke="#444"/>',
-             f'<line x1="{left}" y1="{top}" x2="{left}" y2="{height - bottom}" stroke="#444"/>',
-             f'<text x="{(left + width - right) / 2}" y="{height - 8}" text-anchor="middle">{escape(x_label)}</text>',
-             f'<text x="14" y="{(top + height - bottom) / 2}" text-anchor="middle" '
-             f'transform="rotate(-90 14 {(top + height - bottom) / 2})">{escape(y_label)}</text>']
-    for i in range(5):  # value ticks
-        value = top_value * i / 4
-        y = height - bottom - value / top_value * (height - top - bottom)
-        parts.append(f'<text x="{left - 4}" y="{y + 4:.1f}" text-anchor="end">{value:.4g}</text>')
-    for i, (label, value) in enumerate(bars):
-        bar_height = value / top_value * (height - top - bottom)
-        x = left + i * slot
-        parts.append(f'<rect x="{x + slot * 0.1:.1f}" y="{height - bottom - bar_height:.1f}" width="{slot * 0.8:.1f}" '
-                     f'height="{bar_height:.1f}" fill="{COLORS[0]}"><title>{escape(label)}: {value:,}</title></rect>')
-        label_y = height - bottom + 12
-        parts.append(f'<text x="{x + slot / 2:.1f}" y="{label_y}" text-anchor="end" '
-                     f'transform="rotate(-35 {x + slot / 2:.1f} {label_y})">{escape(label)}</text>')
-    parts.append("</svg>")
-    return "\n".join(parts)

@@ -7,10 +7,9 @@ from pathlib import Path
 
 from tokenizers import Tokenizer
 
-from flows.lineage import find_version_folder, tokenizer_of_run, tokens_of_run
-from flows.store import DataRoot
-from gptcore.checkpoint import CHECKPOINT_FILES, latest_checkpoint, load_model
-from gptcore.encoding import TOKENIZER_FILE
+from flows.lineage import tokens_of_run
+from flows.run_checkpoint import latest_run_checkpoint
+from gptcore.checkpoint import load_model
 from gptcore.export import export_llmc, export_llmc_model
 from gptcore.llmc import Dtype
 from gptcore.shards import SHARD_FILES
@@ -25,17 +24,11 @@ def export_run_for_llmc(run: str | Path, out_dir: str | Path, dtypes: Sequence[D
     train_gpt2.cu then continues the run with ``-e gpt2_<run>_bf16.bin -i '<run>_train_*.bin' -j '<run>_val_*.bin'``
     run in ``out_dir`` (its tokenizer path is fixed); its sequence length ``-t`` must not exceed the run's context.
     """
-    found = find_version_folder(run)
-    root = DataRoot.from_env(str(found.parent.parent))
-    # The checkpoint is checked on load against its .sha256, which local_version verifies.
-    folder = root.local_version(found.parent.name, found.name, checked_on_read=(CHECKPOINT_FILES,))
-    checkpoint = latest_checkpoint(folder)
-    if checkpoint is None:
-        raise FileNotFoundError(f"{folder} has no checkpoint (checkpoints/latest): is it a run folder?")
-    tokenizer_json = root.local_version("tokenizer", tokenizer_of_run(root, found.name)) / TOKENIZER_FILE
-    written = export_llmc_model(load_model(checkpoint), Tokenizer.from_file(str(tokenizer_json)), out_dir,
-                                name=found.name, dtypes=dtypes)
+    found = latest_run_checkpoint(run)
+    written = export_llmc_model(load_model(found.checkpoint), Tokenizer.from_file(str(found.tokenizer)), out_dir,
+                                name=found.run, dtypes=dtypes)
     if with_data:
-        tokens = root.local_version("tokens", tokens_of_run(root, found.name), checked_on_read=(SHARD_FILES,))
-        written |= {path.name: path for path in export_llmc(tokens, out_dir, prefix=found.name)}
+        root = found.root
+        tokens = root.local_version("tokens", tokens_of_run(root, found.run), checked_on_read=(SHARD_FILES,))
+        written |= {path.name: path for path in export_llmc(tokens, out_dir, prefix=found.run)}
     return written

@@ -133,12 +133,6 @@ def save_hf_gpt2(model: GPT, directory: str | Path, eos_token_id: int | None = N
     hf_config = {
         "model_type": "gpt2",
         "architectures": ["GPT2DoubleHeadsModel" if choice_head is not None else "GPT2LMHeadModel"],
-        "vocab_size": config.vocab_size,
-        "n_positions": config.block_size,
-        "n_ctx": config.block_size,
-        "n_embd": config.n_embd,
-        "n_layer": config.n_layer,
-        "n_head": config.n_head,
         "n_inner": config.n_inner,
         "activation_function": "gelu_new",
         **_common_config(model, eos_token_id, choice_head, choice_dropout),
@@ -169,12 +163,6 @@ def save_hf_openai_gpt(model: GPT, directory: str | Path, eos_token_id: int | No
     hf_config = {
         "model_type": "openai-gpt",
         "architectures": ["OpenAIGPTDoubleHeadsModel" if choice_head is not None else "OpenAIGPTLMHeadModel"],
-        "vocab_size": config.vocab_size,
-        "n_positions": config.block_size,
-        "n_ctx": config.block_size,
-        "n_embd": config.n_embd,
-        "n_layer": config.n_layer,
-        "n_head": config.n_head,
         "afn": "gelu",  # modeling_openai.ACT_FNS["gelu"] is gelu_new, the tanh approximation
         **_common_config(model, eos_token_id, choice_head, choice_dropout),
     }
@@ -205,6 +193,12 @@ def _common_config(model: GPT, eos_token_id: int | None, choice_head: nn.Linear 
                    choice_dropout: float) -> dict[str, object]:
     config = model.config
     fields: dict[str, object] = {
+        "vocab_size": config.vocab_size,
+        "n_positions": config.block_size,
+        "n_ctx": config.block_size,
+        "n_embd": config.n_embd,
+        "n_layer": config.n_layer,
+        "n_head": config.n_head,
         "resid_pdrop": config.dropout,
         "embd_pdrop": config.dropout,
         "attn_pdrop": config.dropout,

@@ -7,7 +7,8 @@ import yaml
 from datasets.utils.metadata import MetadataConfigs
 from huggingface_hub import DatasetCardData
 
-from flows.dataset_card import DATA_FILES, LANGUAGES_IMAGE, LENGTHS_IMAGE, bar_chart_svg, dataset_card, size_category
+from flows.charts import bar_chart_svg
+from flows.dataset_card import DATA_FILES, LANGUAGES_IMAGE, LENGTHS_IMAGE, dataset_card, size_category
 
 UPSTREAM = [{"kind": "dump", "path": "/in/RS_2019-06.zst", "bytes": 1200, "sha256": "ab" * 32},
             {"kind": "version", "stage": "corpus", "version": "v0001", "checksum": "cd" * 32}]
