@@ -12,11 +12,10 @@ import re
 from pathlib import Path
 
 import duckdb
-import great_expectations.expectations as gxe
 import pandas as pd
 import pyarrow.parquet as pq
 
-from data_contracts.gate import Check, GateReport, run_gate
+from data_contracts.gate import Check, GateReport, run_gate, expectations as gxe
 from gptcore.corpus import DOC_ID, DOC_SCHEMA, N_CHARS, REQUIRED_DOC_COLUMNS, SOURCES, TEXT
 
 

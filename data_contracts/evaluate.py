@@ -6,10 +6,9 @@ from __future__ import annotations
 
 import math
 
-import great_expectations.expectations as gxe
 import pandas as pd
 
-from data_contracts.gate import Check, GateReport, run_gate
+from data_contracts.gate import Check, GateReport, run_gate, expectations as gxe
 
 # What each kind of result must report (a finetuned task reports what its task type measures: at least one metric).
 EXPECTED_METRICS: dict[str, tuple[str, ...]] = {

@@ -15,10 +15,9 @@ import math
 import unicodedata
 from collections.abc import Sequence
 
-import great_expectations.expectations as gxe
 import pandas as pd
 
-from data_contracts.gate import Check, GateReport, run_gate
+from data_contracts.gate import Check, GateReport, run_gate, expectations as gxe
 from gptcore.taskdata import Example, MultipleChoiceExample, TaskData, texts_of, to_record
 from gptcore.tasks import TaskSpec
 

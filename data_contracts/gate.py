@@ -75,6 +75,20 @@ class GateFailed(RuntimeError):
                          f"{details}. The output was not published; fix the input or parameters and rerun.")
 
 
+class _Expectations:
+    """``great_expectations.expectations``, imported on first use: importing Great Expectations costs about 250 MB
+    and 3 s, which a stage's process (training most of all) should not carry until its gate runs."""
+
+    def __getattr__(self, name: str) -> Any:
+        import great_expectations.expectations as module
+
+        return getattr(module, name)
+
+
+expectations = _Expectations()
+"""Use as ``from data_contracts.gate import expectations as gxe``; ``gxe.ExpectColumnValuesToBeInSet(…)``."""
+
+
 _OBSERVED_KEYS = ("observed_value", "unexpected_count", "unexpected_percent", "partial_unexpected_list")
 
 

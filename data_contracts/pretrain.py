@@ -6,10 +6,9 @@ from __future__ import annotations
 
 import math
 
-import great_expectations.expectations as gxe
 import pandas as pd
 
-from data_contracts.gate import Check, GateReport, run_gate
+from data_contracts.gate import Check, GateReport, run_gate, expectations as gxe
 
 
 def validate_run(losses: list[float], val_loss: float | None, unigram_entropy: float, checkpoint_loads: bool) -> GateReport:

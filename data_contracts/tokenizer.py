@@ -7,10 +7,9 @@ configured size, the special tokens are in the vocabulary, decode(encode(x)) == 
 """
 from __future__ import annotations
 
-import great_expectations.expectations as gxe
 import pandas as pd
 
-from data_contracts.gate import Check, GateReport, run_gate
+from data_contracts.gate import Check, GateReport, run_gate, expectations as gxe
 
 MIN_BYTES_PER_TOKEN = 1.0
 MAX_BYTES_PER_TOKEN = 10.0

@@ -9,11 +9,10 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-import great_expectations.expectations as gxe
 import numpy as np
 import pandas as pd
 
-from data_contracts.gate import Check, GateReport, run_gate
+from data_contracts.gate import Check, GateReport, run_gate, expectations as gxe
 
 
 def shard_statistics(folder: Path, index: dict) -> pd.DataFrame:

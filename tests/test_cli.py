@@ -1,10 +1,14 @@
 from __future__ import annotations
 
+import subprocess
+import sys
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 
 from flows.app.cli import parse_params, route_params
+from flows.app.stages import load_stage
 
 
 def test_params_parse_as_json_like_prefect_deployment_run():
@@ -97,3 +101,15 @@ def test_the_stage_flows_take_their_configs_fields_from_the_command_line():
     tuned = finetune.validate_parameters(route_params(finetune.fn, parse_params(
         ["task=classification", "train=a.jsonl", "test=b.jsonl", "lr=0.001", "grad_clip=0.5", "version=f1"])))
     assert tuned["finetune"] == FinetuneConfig(lr=1e-3, grad_clip=0.5) and tuned["train"] == "a.jsonl"
+
+
+def test_run_loads_only_the_stage_it_runs_and_great_expectations_only_when_a_gate_runs():
+    # A training process would carry every other stage's imports (and Great Expectations' ~250 MB) to its end.
+    probe = ("import sys; from flows.app.stages import load_stage; load_stage('pretrain'); "
+             "print(sorted(m for m in ('great_expectations', 'flows.build_corpus', 'flows.evaluate', 'duckdb') "
+             "if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True,
+                          cwd=Path(__file__).resolve().parent.parent)
+    assert done.stdout.strip() == "[]"
+    with pytest.raises(SystemExit, match="unknown stage 'pretrian'; stages: build-corpus, train-tokenizer"):
+        load_stage("pretrian")

@@ -134,14 +134,11 @@ def use_local_stack_if_up() -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> None:
-    # First: Prefect fixes its settings when it is first imported (prefect.context), and flows.app.deployments imports it.
+    # First: Prefect fixes its settings when it is first imported (prefect.context), and flows.app.stages imports it.
     use_local_stack_if_up()
-    from flows.app.deployments import stage_flows
+    from flows.app.stages import load_stage
 
-    flows = {f.name: f for f in stage_flows()}
-    if args.stage not in flows:
-        raise SystemExit(f"gptforge: unknown stage {args.stage!r}; stages: {', '.join(flows)}")
-    stage = flows[args.stage]
+    stage = load_stage(args.stage)
     result = stage(**route_params(stage.fn, parse_params(args.param)))
     print(result)
 
@@ -246,8 +243,8 @@ def main(argv: list[str] | None = None) -> None:
     sub.add_parser("status", help="is the local stack running; which deployments it serves").set_defaults(fn=cmd_status)
     sub.add_parser("env", help="print the exports that point the prefect CLI at the local stack").set_defaults(fn=cmd_env)
     run = sub.add_parser("run", help="run a stage flow in-process; prints the output version folder last")
-    run.add_argument("stage", help="build-corpus, train-tokenizer, tokenize, pretrain, finetune, evaluate, pipeline, "
-                     "retrain")
+    run.add_argument("stage", help="build-corpus, train-tokenizer, tokenize, pretrain, finetune, evaluate, compare, "
+                     "pipeline, retrain")
     run.add_argument("-p", "--param", action="append", default=[], metavar="KEY=VALUE",
                      help="flow parameter (JSON value); train.max_steps=5 sets a field of a config parameter, and a "
                      "field's own name (max_steps=5) finds it when one config has it")

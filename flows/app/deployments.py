@@ -13,23 +13,13 @@ from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLi
 from prefect.flows import Flow
 
 from flows.app.demo_parameters import DEMO_PIPELINE
-from flows.build_corpus import build_corpus
-from flows.evaluate import evaluate
-from flows.finetune import finetune
+from flows.app.stages import stage_flows
 from flows.pipeline import pipeline
-from flows.pretrain import pretrain
 from flows.retrain import retrain
-from flows.tokenize_corpus import tokenize
-from flows.train_tokenizer import train_tokenizer
 from flows.store import DataRoot
 
 # Monday 03:00 in the server's time zone; override with GPTFORGE_RETRAIN_CRON.
 RETRAIN_CRON = "0 3 * * 1"
-
-
-def stage_flows() -> list[Flow]:
-    """The flows, in recipe order, each served as ``<flow>/local``."""
-    return [build_corpus, train_tokenizer, tokenize, pretrain, finetune, evaluate, pipeline, retrain]
 
 
 def _summary(f: Flow) -> str:

@@ -1,0 +1,65 @@
+"""The compare flow: a tiny init × seed grid of finetune child runs → eval/<v> with means, SEs and paired diffs."""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from flows.store import DataRoot
+from tests.builders import TINY_TRAIN, publish_tokens, sentiment
+
+
+def write_jsonl(path: Path, records: list[dict]) -> str:
+    path.write_text("".join(json.dumps(record) + "\n" for record in records))
+    return str(path)
+
+
+def test_mean_and_se_use_the_sample_std():
+    from flows.compare import mean_and_se
+
+    mean, se = mean_and_se([1.0, 2.0, 4.0])
+    assert mean == pytest.approx(7 / 3)
+    assert se == pytest.approx(math.sqrt(((1 - 7 / 3) ** 2 + (2 - 7 / 3) ** 2 + (4 - 7 / 3) ** 2) / 2 / 3))
+
+
+def test_a_tiny_grid_reports_cells_and_paired_differences_recomputed_from_the_child_runs(tmp_path_factory,
+                                                                                        prefect_harness):
+    from flows.compare import compare, mean_and_se
+    from flows.pretrain import pretrain
+
+    root = publish_tokens(DataRoot.from_env(str(tmp_path_factory.mktemp("data"))))
+    pretrain(version="p1", data_root=root.url, preset="tiny", train=TINY_TRAIN)
+    folder = tmp_path_factory.mktemp("task")
+    train = sentiment(32, seed=1)
+    seen = {e.text for e in train}
+    test = [e for e in sentiment(24, seed=2) if e.text not in seen]
+    files = {name: write_jsonl(folder / f"{name}.jsonl", [{"text": e.text, "label": e.label} for e in examples])
+             for name, examples in (("train", train), ("test", test))}
+
+    out = Path(compare(task="classification", train=files["train"], test=files["test"], seeds=[0, 1], lrs=[1e-3],
+                       finetune_config={"epochs": 1, "batch_size": 8}, version="c1", data_root=root.url))
+    results = json.loads((out / "results.json").read_text())
+    assert results["metric"] == "accuracy" and len(results["runs"]) == 4
+    # one child run per cell, named after the compare version so that a rerun reuses them
+    assert [c["run"] for c in results["runs"]] == [f"c1-cell{i:03d}" for i in range(4)]
+    assert (out / "report.md").read_text().count("pretrained beats random") <= 1
+    assert (out / "compare.svg").read_text().startswith("<svg")
+    manifest = json.loads((out / "manifest.json").read_text())
+    ups = [(u["stage"], u["version"]) for u in manifest["upstream"]]
+    assert ups[0] == ("runs", "p1") and len(ups) == 5
+
+    # Recompute from each child run's own manifest.
+    values = {}
+    for child in results["runs"]:
+        child_manifest = root.read_manifest("runs", child["run"])
+        assert child_manifest["upstream"][0]["version"] == "p1"
+        assert child_manifest["parameters"]["finetune"]["init"] == child["init"]
+        values[(child["init"], child["seed"])] = child_manifest["counts"]["test_accuracy"]
+    for cell in results["cells"]:
+        mean, se = mean_and_se([values[(cell["init"], s)] for s in (0, 1)])
+        assert (cell["mean"], cell["se"]) == (pytest.approx(mean), pytest.approx(se))
+    (paired,) = results["paired"]
+    mean, se = mean_and_se([values[("pretrained", s)] - values[("random", s)] for s in (0, 1)])
+    assert (paired["mean_diff"], paired["se"], paired["n"]) == (pytest.approx(mean), pytest.approx(se), 2)
