@@ -12,10 +12,9 @@ import re
 from pathlib import Path
 
 import duckdb
-import pandas as pd
 import pyarrow.parquet as pq
 
-from data_contracts.gate import Check, GateReport, run_gate, expectations as gxe
+from data_contracts.gate import Check, GateReport, run_gate, expectations as gxe, pandas as pd
 from gptcore.corpus import DOC_ID, DOC_SCHEMA, N_CHARS, REQUIRED_DOC_COLUMNS, SOURCES, TEXT
 
 

@@ -15,9 +15,8 @@ import math
 import unicodedata
 from collections.abc import Sequence
 
-import pandas as pd
 
-from data_contracts.gate import Check, GateReport, run_gate, expectations as gxe
+from data_contracts.gate import Check, GateReport, run_gate, expectations as gxe, pandas as pd
 from gptcore.taskdata import Example, MultipleChoiceExample, TaskData, texts_of, to_record
 from gptcore.tasks import TaskSpec
 

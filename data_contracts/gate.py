@@ -11,9 +11,9 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass, field
+from importlib import import_module
 from typing import Any
 
-import pandas as pd
 
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 
@@ -23,7 +23,7 @@ class Check:
     """A table and the expectations it must meet."""
 
     name: str
-    frame: pd.DataFrame
+    frame: pandas.DataFrame
     expectations: list[Any]  # great_expectations.expectations.Expectation instances
 
 
@@ -75,18 +75,21 @@ class GateFailed(RuntimeError):
                          f"{details}. The output was not published; fix the input or parameters and rerun.")
 
 
-class _Expectations:
-    """``great_expectations.expectations``, imported on first use: importing Great Expectations costs about 250 MB
-    and 3 s, which a stage's process (training most of all) should not carry until its gate runs."""
+class LazyModule:
+    """A module imported on first attribute access. Great Expectations costs about 250 MB and 3 s to import, pandas
+    about 50 MB: a stage's process (training most of all) should not carry them until its gate runs."""
 
-    def __getattr__(self, name: str) -> Any:
-        import great_expectations.expectations as module
+    def __init__(self, name: str) -> None:
+        self.name = name
 
-        return getattr(module, name)
+    def __getattr__(self, attribute: str) -> Any:
+        return getattr(import_module(self.name), attribute)
 
 
-expectations = _Expectations()
+expectations = LazyModule("great_expectations.expectations")
 """Use as ``from data_contracts.gate import expectations as gxe``; ``gxe.ExpectColumnValuesToBeInSet(…)``."""
+pandas = LazyModule("pandas")
+"""Use as ``from data_contracts.gate import pandas as pd``."""
 
 
 _OBSERVED_KEYS = ("observed_value", "unexpected_count", "unexpected_percent", "partial_unexpected_list")

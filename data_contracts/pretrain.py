@@ -6,9 +6,8 @@ from __future__ import annotations
 
 import math
 
-import pandas as pd
 
-from data_contracts.gate import Check, GateReport, run_gate, expectations as gxe
+from data_contracts.gate import Check, GateReport, run_gate, expectations as gxe, pandas as pd
 
 
 def validate_run(losses: list[float], val_loss: float | None, unigram_entropy: float, checkpoint_loads: bool) -> GateReport:

@@ -7,9 +7,8 @@ configured size, the special tokens are in the vocabulary, decode(encode(x)) == 
 """
 from __future__ import annotations
 
-import pandas as pd
 
-from data_contracts.gate import Check, GateReport, run_gate, expectations as gxe
+from data_contracts.gate import Check, GateReport, run_gate, expectations as gxe, pandas as pd
 
 MIN_BYTES_PER_TOKEN = 1.0
 MAX_BYTES_PER_TOKEN = 10.0

@@ -10,9 +10,8 @@ import hashlib
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
-from data_contracts.gate import Check, GateReport, run_gate, expectations as gxe
+from data_contracts.gate import Check, GateReport, run_gate, expectations as gxe, pandas as pd
 
 
 def shard_statistics(folder: Path, index: dict) -> pd.DataFrame:

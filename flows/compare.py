@@ -1,4 +1,4 @@
-"""compare: does pretraining help this task? A grid of fine-tuning runs (init × λ × lr × seed) → ``eval/<v>/``.
+"""compare: does pretraining help this task? A grid of fine-tuning runs (init × λ × lr × seed) → ``compare/<v>/``.
 
 Each cell of the grid is a ``finetune`` child flow run (its own ``runs/<v>`` with lineage and gates). The task's
 main metric (the first of ``gptcore.finetune.metric_names`` after ``n``) is read back from each child's manifest;
@@ -23,7 +23,7 @@ from flows.store import DataRoot
 from gptcore.finetune import metric_names
 from gptcore.tasks import TaskSpec
 
-STAGE = "eval"
+STAGE = "compare"  # its own folder: eval/ holds evaluate's results.json, which evaluate compares across versions
 PAPER_LR = 6.25e-5  # GPT-1's fine-tuning lr, for its 768-wide model
 PAPER_WIDTH = 768
 

@@ -30,7 +30,7 @@ CACHE_ENV = "GPTFORGE_CACHE"
 MANIFEST = "manifest.json"
 # The version folders a data root holds, with the name errors use for one of their versions.
 STAGES = {"corpus": "corpus version", "tokenizer": "tokenizer version", "tokens": "tokens version", "runs": "run",
-          "eval": "eval version"}
+          "eval": "eval version", "compare": "compare version"}
 
 
 class StoreError(RuntimeError):
@@ -43,7 +43,7 @@ class CorruptVersionError(StoreError):
 
 # The stage flow that builds each stage's versions: what a corrupt version's error tells the user to rerun.
 BUILT_BY = {"corpus": "build-corpus", "tokenizer": "train-tokenizer", "tokens": "tokenize",
-            "runs": "pretrain or finetune", "eval": "evaluate"}
+            "runs": "pretrain or finetune", "eval": "evaluate", "compare": "compare"}
 
 
 def check_version(stage: str, version: str) -> str:

@@ -104,10 +104,10 @@ def test_the_stage_flows_take_their_configs_fields_from_the_command_line():
 
 
 def test_run_loads_only_the_stage_it_runs_and_great_expectations_only_when_a_gate_runs():
-    # A training process would carry every other stage's imports (and Great Expectations' ~250 MB) to its end.
+    # A training process would carry every other stage's imports (Great Expectations' ~250 MB and pandas') to its end.
     probe = ("import sys; from flows.app.stages import load_stage; load_stage('pretrain'); "
-             "print(sorted(m for m in ('great_expectations', 'flows.build_corpus', 'flows.evaluate', 'duckdb') "
-             "if m in sys.modules))")
+             "print(sorted(m for m in ('great_expectations', 'pandas', 'flows.build_corpus', 'flows.evaluate', "
+             "'duckdb') if m in sys.modules))")
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True,
                           cwd=Path(__file__).resolve().parent.parent)
     assert done.stdout.strip() == "[]"

@@ -1,4 +1,4 @@
-"""The compare flow: a tiny init × seed grid of finetune child runs → eval/<v> with means, SEs and paired diffs."""
+"""The compare flow: a tiny init × seed grid of finetune child runs → compare/<v> with means, SEs and paired diffs."""
 from __future__ import annotations
 
 import json
