@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import math
 
-
 from data_contracts.gate import Check, GateReport, run_gate, expectations as gxe, pandas as pd
 
 # What each kind of result must report (a finetuned task reports what its task type measures: at least one metric).

@@ -15,7 +15,6 @@ import math
 import unicodedata
 from collections.abc import Sequence
 
-
 from data_contracts.gate import Check, GateReport, run_gate, expectations as gxe, pandas as pd
 from gptcore.taskdata import Example, MultipleChoiceExample, TaskData, texts_of, to_record
 from gptcore.tasks import TaskSpec

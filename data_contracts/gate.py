@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from importlib import import_module
 from typing import Any
 
-
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 
 

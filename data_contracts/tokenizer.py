@@ -7,7 +7,6 @@ configured size, the special tokens are in the vocabulary, decode(encode(x)) == 
 """
 from __future__ import annotations
 
-
 from data_contracts.gate import Check, GateReport, run_gate, expectations as gxe, pandas as pd
 
 MIN_BYTES_PER_TOKEN = 1.0

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import math
-from pathlib import Path
+import statistics
 
 from prefect import flow
 from prefect.artifacts import create_markdown_artifact
@@ -35,11 +35,8 @@ def width_scaled_lr(n_embd: int, base: float = PAPER_LR, cap: float = 1e-3) -> f
 
 def mean_and_se(values: list[float]) -> tuple[float, float]:
     """Mean and standard error (sample std / √n; 0 with a single value)."""
-    mean = sum(values) / len(values)
-    if len(values) < 2:
-        return mean, 0.0
-    var = sum((v - mean) ** 2 for v in values) / (len(values) - 1)
-    return mean, math.sqrt(var / len(values))
+    se = statistics.stdev(values) / math.sqrt(len(values)) if len(values) > 1 else 0.0
+    return statistics.mean(values), se
 
 
 def summarise(scores: dict[tuple[str, float, float, int], float]) -> dict:
@@ -106,6 +103,9 @@ def compare(
     ``lrs``: "scaled" (GPT-1's 6.25e-5 × 768 / n_embd, capped at 1e-3), "paper" (6.25e-5), or a list.
     ``finetune_config``: other ``FinetuneConfig`` fields shared by every child run (epochs, batch_size, ...).
     """
+    if not (inits and aux_lm_weights and lrs and seeds):
+        raise ValueError(f"compare: the grid is empty (inits={inits}, aux_lm_weights={aux_lm_weights}, lrs={lrs}, "
+                         f"seeds={seeds}); give at least one value of each")
     root = DataRoot.from_env(data_root)
     pretrained = pretrained or newest_pretrain_run(root)
     pretrained_up = upstream_version(root, "runs", pretrained)
@@ -123,14 +123,14 @@ def compare(
     children, scores, metric = [], {}, None
     for index, (init, lam, lr, seed) in enumerate(grid):
         # Named after the compare version and the cell, so a rerun after a kill reuses the runs already published.
+        child = f"{started.name}-cell{index:03d}"
         config = {**base, "init": init, "aux_lm_weight": lam, "lr": lr, "seed": seed}
-        run = Path(finetune(task=task, train=train, test=test, pretrained=pretrained, reader=reader, columns=columns,
-                            labels=labels, finetune=config, version=f"{started.name}-cell{index:03d}",
-                            data_root=root.url))
-        manifest = json.loads((run / "manifest.json").read_text())
+        finetune(task=task, train=train, test=test, pretrained=pretrained, reader=reader, columns=columns,
+                 labels=labels, finetune=config, version=child, data_root=root.url)
+        manifest = root.read_manifest("runs", child)
         metric = metric_names(TaskSpec.from_dict(manifest["parameters"]["spec"]))[1]
         scores[(init, lam, lr, seed)] = manifest["counts"][f"test_{metric}"]
-        children.append({"init": init, "aux_lm_weight": lam, "lr": lr, "seed": seed, "run": run.name,
+        children.append({"init": init, "aux_lm_weight": lam, "lr": lr, "seed": seed, "run": child,
                          "value": scores[(init, lam, lr, seed)]})
     summary = summarise(scores)
     started.out.mkdir(parents=True, exist_ok=True)

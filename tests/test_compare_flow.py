@@ -63,3 +63,11 @@ def test_a_tiny_grid_reports_cells_and_paired_differences_recomputed_from_the_ch
     (paired,) = results["paired"]
     mean, se = mean_and_se([values[("pretrained", s)] - values[("random", s)] for s in (0, 1)])
     assert (paired["mean_diff"], paired["se"], paired["n"]) == (pytest.approx(mean), pytest.approx(se), 2)
+
+
+def test_an_empty_grid_is_refused_before_anything_is_written(tmp_path):
+    from flows.compare import compare
+
+    with pytest.raises(ValueError, match=r"grid is empty .*seeds=\[\]\); give at least one value of each"):
+        compare.fn(task="classification", train="a.jsonl", test="b.jsonl", seeds=[], data_root=str(tmp_path))
+    assert list(tmp_path.iterdir()) == []
