@@ -44,17 +44,28 @@ TORCHRUN_LOG = "torchrun.log"
 
 
 class _Progress:
-    """A Prefect progress artifact (percent of max_steps), updated at most every PROGRESS_EVERY_S seconds."""
+    """Training progress for the UI and the terminal: a progress artifact (percent of max_steps) and a log line,
+    each at most every PROGRESS_EVERY_S seconds, and a log line at every evaluation."""
 
     def __init__(self, total: int | None) -> None:
         self.total = total
         self.artifact = create_progress_artifact(0.0, description="pretrain progress (% of max_steps)") if total else None
         self.last = 0.0
+        self.logged_step = -1
 
-    def __call__(self, step: int, force: bool = False) -> None:
-        if self.artifact is not None and (force or time.monotonic() - self.last > PROGRESS_EVERY_S):
+    def __call__(self, metrics: dict, force: bool = False) -> None:
+        step = metrics["step"]
+        if not (force or "val_loss" in metrics or time.monotonic() - self.last > PROGRESS_EVERY_S):
+            return
+        if self.artifact is not None:
             update_progress_artifact(self.artifact, 100.0 * step / self.total)
-            self.last = time.monotonic()
+        if step != self.logged_step and metrics.get("loss") is not None:
+            of = f"/{self.total}" if self.total else ""
+            val = f", validation loss {metrics['val_loss']:.3f}" if metrics.get("val_loss") is not None else ""
+            rate = f" ({metrics['tokens_per_s']:,.0f} tokens/s)" if metrics.get("tokens_per_s") else ""
+            get_run_logger().info("step %d%s: loss %.3f%s%s", step, of, metrics["loss"], val, rate)
+            self.logged_step = step
+        self.last = time.monotonic()
 
 
 def _result_summary(result) -> dict:
@@ -69,8 +80,8 @@ def train_model(model_config, train_config: TrainConfig, tokens_folder: Path, ou
     progress = _Progress(train_config.max_steps)
     with gpu_slot():
         result = train(model_config, train_config, tokens_folder, out, resume=True,
-                       log=lambda metrics: progress(metrics["step"]), verify_tokens=False)  # verified by the flow
-    progress(result.step, force=True)
+                       log=progress, verify_tokens=False)  # verified by the flow
+    progress({"step": result.step, "loss": result.loss, "val_loss": result.val_loss}, force=True)
     return _result_summary(result)
 
 
@@ -96,7 +107,7 @@ def train_model_torchrun(model_config, train_config: TrainConfig, tokens_folder:
             time.sleep(1.0)
             metrics = read_metrics_log(out) if (out / METRICS_LOG_FILE).is_file() else []
             if metrics:
-                progress(metrics[-1]["step"])
+                progress(metrics[-1])
         stdout = proc.stdout.read() if proc.stdout else b""
     if proc.returncode != 0:
         tail = (out / TORCHRUN_LOG).read_text(errors="replace")[-3000:]
@@ -106,7 +117,7 @@ def train_model_torchrun(model_config, train_config: TrainConfig, tokens_folder:
     rank0 = next(s for s in summaries if s["rank"] == 0)
     if len({s["params_sha256"] for s in summaries}) != 1:
         raise RuntimeError(f"the {nproc_per_node} processes ended with different weights: {summaries}")
-    progress(rank0["step"], force=True)
+    progress({key: rank0[key] for key in ("step", "loss", "val_loss")}, force=True)
     return {key: rank0[key] for key in ("step", "tokens_seen", "stopped_by", "loss", "val_loss", "params_sha256",
                                         "precision")} | {
         "elapsed_s": round(rank0["elapsed_s"], 1), "processes": nproc_per_node}

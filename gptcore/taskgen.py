@@ -39,14 +39,16 @@ def split_sentences(text: str) -> list[str]:
 
 
 def next_sentence_choices(documents: Iterable[str], n_choices: int = 4, seed: int = 0, context_sentences: int = 4,
-                          min_words: int = 4, max_words: int = 60, max_records: int | None = None) -> list[dict]:
+                          min_words: int = 4, max_words: int = 60, max_records: int | None = None,
+                          max_bytes: int | None = None) -> list[dict]:
     """Multiple-choice "which sentence comes next" records from ``documents`` (e.g. held-out chapters).
 
     Each document is cut into non-overlapping windows of ``context_sentences + 1`` sentences; the last sentence
     of a window is the right answer, and ``n_choices - 1`` distractors are drawn from the sentences of all the
     documents outside that window (never a sentence equal to the answer or to another choice). Only windows whose
     answer has ``min_words``..``max_words`` words are used, and distractors come from the same length range, so
-    length alone does not give the answer away. The right answer's position is uniformly random (seeded).
+    length alone does not give the answer away; ``max_bytes`` (UTF-8) bounds every choice the same way, e.g. so an
+    answer fits a small model's context. The right answer's position is uniformly random (seeded).
     Returns at most ``max_records`` records (all when None), in document order.
     """
     if n_choices < 2:
@@ -58,17 +60,21 @@ def next_sentence_choices(documents: Iterable[str], n_choices: int = 4, seed: in
     window = context_sentences + 1
 
     # Distractor pool: (document, position, sentence) of every sentence of acceptable length.
-    pool = [(d, i, s) for d, sentences in enumerate(sentences_per_doc) for i, s in enumerate(sentences)
-            if min_words <= len(s.split()) <= max_words]
+    def usable(sentence: str) -> bool:
+        return (min_words <= len(sentence.split()) <= max_words
+                and (max_bytes is None or len(sentence.encode("utf-8")) <= max_bytes))
+
+    pool = [(d, i, s) for d, sentences in enumerate(sentences_per_doc) for i, s in enumerate(sentences) if usable(s)]
     if len({s for _, _, s in pool}) < n_choices:
-        raise ValueError(f"the documents have {len(pool)} sentences of {min_words}-{max_words} words; "
+        raise ValueError(f"the documents have {len(pool)} sentences of {min_words}-{max_words} words"
+                         + (f" and at most {max_bytes} bytes" if max_bytes is not None else "") + "; "
                          f"{n_choices} choices need at least {n_choices} distinct ones: pass more text")
 
     records: list[dict] = []
     for d, sentences in enumerate(sentences_per_doc):
         for start in range(0, len(sentences) - window + 1, window):
             context, answer = sentences[start:start + context_sentences], sentences[start + context_sentences]
-            if not min_words <= len(answer.split()) <= max_words:
+            if not usable(answer):
                 continue
             choices = [answer, *_distractors(rng, pool, d, range(start, start + window), answer, n_choices - 1)]
             order = list(range(n_choices))

@@ -243,15 +243,18 @@ def test_demo_texts_are_real_text_from_this_python(tmp_path):
 
 # --- held-out tasks ---------------------------------------------------------------------------------------------------
 
-def test_tasks_come_from_held_out_pages_with_disjoint_train_and_test(site, tmp_path):
-    from flows.demo.tasks import held_out_texts, write_demo_tasks
+def test_tasks_come_from_held_out_pages_with_train_and_test_from_different_pages(site, tmp_path):
+    from flows.demo.tasks import MAX_ANSWER_BYTES, held_out_texts, write_demo_tasks
 
     held = [p for p in read_site(site) if p.kind == "page"][-8:]
-    paths = write_demo_tasks(held_out_texts(site, held), tmp_path / "tasks")
+    texts = held_out_texts(site, held)
+    paths = write_demo_tasks(texts, tmp_path / "tasks")
     read = {name: [orjson.loads(line) for line in Path(path).read_text().splitlines()] for name, path in paths.items()}
     assert read["next_train"] and read["next_test"] and read["last_word"]
-    assert not {orjson.dumps(r) for r in read["next_train"]} & {orjson.dumps(r) for r in read["next_test"]}
     assert all(len(r["choices"]) == 4 and 0 <= r["label"] < 4 for r in read["next_train"] + read["next_test"])
-    words = " ".join(" ".join(held_out_texts(site, held)).split())
-    assert all(" ".join(r["choices"][r["label"]].split()) in words for r in read["next_test"]), \
-        "answers are sentences of the held-out pages"
+    assert all(len(c.encode()) <= MAX_ANSWER_BYTES for r in read["next_train"] + read["next_test"] for c in r["choices"])
+    test_words, train_words = (" ".join(" ".join(pages).split()) for pages in (texts[0::2], texts[1::2]))
+    assert all(" ".join(r["choices"][r["label"]].split()) in test_words for r in read["next_test"]), \
+        "test answers are sentences of the test pages"
+    for name, words in (("next_train", train_words), ("next_test", test_words)):  # distractors too
+        assert all(" ".join(c.split()) in words for r in read[name] for c in r["choices"]), f"{name}: other pages"

@@ -308,6 +308,16 @@ def test_next_sentence_records_are_deterministic_by_seed_and_place_answers_at_ra
     assert len({record["label"] for record in first}) == 4
 
 
+def test_max_bytes_bounds_every_choice_and_skips_only_windows_whose_answer_is_longer():
+    many = [STORY, OTHER] * 20
+    longest = max(len(s.encode()) for s in split_sentences(STORY + " " + OTHER))
+    limit = longest - 1
+    bounded, unbounded = next_sentence_choices(many, seed=3, max_bytes=limit), next_sentence_choices(many, seed=3)
+    assert bounded and all(len(c.encode()) <= limit for r in bounded for c in r["choices"])
+    answers = [r["choices"][r["label"]] for r in unbounded]
+    assert len(bounded) == sum(len(a.encode()) <= limit for a in answers)
+
+
 def test_next_sentence_choices_need_enough_text():
     with pytest.raises(ValueError, match="pass more text"):
         next_sentence_choices(["One short sentence here."], n_choices=4)

@@ -1,18 +1,19 @@
 """``gptforge demo``: the embedded default, run through the real local Prefect stack.
 
-Starts the stack (server + served deployments) unless it runs, builds the demo web from pydoc pages, serves it on
-127.0.0.1, writes a noisy Pushshift-style dump pointing at it (pages held out of the dump become the evaluation
-tasks), then triggers the ``pipeline/demo`` deployment through the server — build-corpus → train-tokenizer →
-tokenize → pretrain → finetune → evaluate, each a child run — follows it, and prints a summary per stage, the
-evaluation table, a sample from the model and the run's UI link. Every stage writes version ``demo``; a second demo
-reuses what exists.
+Starts the stack (server + served deployments) unless it runs, builds the demo web from pydoc pages, serves it at a
+fixed loopback address (so every demo gets the same document ids, splits and figures), writes a noisy
+Pushshift-style dump pointing at it (pages held out of the dump become the evaluation tasks), then triggers the
+``pipeline/demo`` deployment through the server — build-corpus → train-tokenizer → tokenize → pretrain → finetune
+→ evaluate, each a child run — and prints each stage's log lines as the server receives them (flows/app/progress.py),
+then a summary per stage, the evaluation table, a sample from the model and the run's UI link. Every stage writes
+version ``demo``; a second demo reuses what exists.
 """
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
-from flows.app.demo_parameters import DEMO_VERSION, demo_parameters, pipeline_parameters
+from flows.app.demo_parameters import DEMO_HOST, DEMO_PORT_ENV, DEMO_VERSION, demo_parameters, demo_ports, pipeline_parameters
 from flows.app.stack import Stack
 from flows.demo.dump import write_demo_dump
 from flows.demo.server import DemoServer
@@ -31,7 +32,7 @@ def prepare_inputs(folder: Path, base_url: str, slow_base_url: str, pages) -> tu
     return dump, write_demo_texts(folder / "texts")
 
 
-HELD_OUT_PAGES = 24  # pages the dump never links: the text of the evaluation and fine-tuning tasks
+HELD_OUT_PAGES = 32  # pages the dump never links: the text of the evaluation and fine-tuning tasks (~150 test items)
 
 
 def corpus_summary(manifest: dict) -> str:
@@ -113,23 +114,34 @@ def _site(folder: Path):
     return site, linked, held
 
 
+def _demo_server(site: Path, port: int, delay_s: float = 0.0) -> DemoServer:
+    """A demo web server at the demo's fixed address, or an exit that says how to move it."""
+    try:
+        return DemoServer(site, port, host=DEMO_HOST, delay_s=delay_s)
+    except OSError as error:
+        raise SystemExit(f"{error.strerror}\nset {DEMO_PORT_ENV} to a free port (the demo uses it and the next one)") from error
+
+
 def _build(stack, root) -> str:
     from prefect.deployments import run_deployment  # after run_demo pointed Prefect at the stack
 
+    from flows.app.progress import follow_run
 
     folder = stack.state / "demo"
     site, linked, held = _site(folder)
     tasks_dir = folder / "tasks"
     tasks = ({p.stem: str(p) for p in tasks_dir.glob("*.jsonl")} if (tasks_dir / "last_word.jsonl").is_file()
              else write_demo_tasks(held_out_texts(site, held), tasks_dir))
-    with DemoServer(site) as server, DemoServer(site, delay_s=5.0) as slow:
+    pages_port, slow_port = demo_ports()
+    with _demo_server(site, pages_port) as server, _demo_server(site, slow_port, delay_s=5.0) as slow:
         dump, texts = prepare_inputs(folder, server.base_url, slow.base_url, linked)
         print(f"demo web: {len(linked)} pages linked on {server.base_url} ({len(held)} held out for the tasks); "
               f"dump {dump}")
-        print("running pipeline/demo through the server (follow it in the UI) …")
         run = run_deployment("pipeline/demo", parameters=pipeline_parameters(demo_parameters(dump, texts), tasks),
-                             timeout=None)
-    url = f"{stack.ui_url}/runs/flow-run/{run.id}"
+                             timeout=0)
+        url = f"{stack.ui_url}/runs/flow-run/{run.id}"
+        print(f"running pipeline/demo through the server: {url}")
+        run = follow_run(run.id)
     if not run.state.is_completed():
         raise SystemExit(f"pipeline/demo run {run.name} ended {run.state.name}: {run.state.message}\nsee {url}")
     for stage in ("corpus", "tokenizer", "tokens", "runs"):

@@ -1,9 +1,20 @@
 """The demo's parameters: what `gptforge demo` and the served ``pipeline/demo`` deployment run (no Prefect here)."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 DEMO_VERSION = "demo"
+# Document ids hash the URL, port included: the demo web always answers at the same address, so every demo builds
+# the same corpus, splits and figures. GPTFORGE_DEMO_PORT moves it when something else holds the port.
+DEMO_HOST = "127.0.0.1"
+DEMO_PORT_ENV, DEFAULT_DEMO_PORT = "GPTFORGE_DEMO_PORT", 18700
+
+
+def demo_ports() -> tuple[int, int]:
+    """The demo site's port and its slow twin's (the next one)."""
+    port = int(os.environ.get(DEMO_PORT_ENV, DEFAULT_DEMO_PORT))
+    return port, port + 1
 
 
 def demo_parameters(dump: Path, texts: list[Path]) -> dict:

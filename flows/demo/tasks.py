@@ -4,12 +4,13 @@ The demo web holds more pages than its dump links; the unlinked ones are held ou
 from their text test the model on documents it never saw (the evaluate flow's contamination check confirms it):
 
 - ``next_{train,test}.jsonl``: "which sentence comes next" multiple choice (Story-Cloze-like, 4 choices,
-  distractors from other held-out pages), fine-tuned and zero-shot;
+  distractors from other held-out pages), fine-tuned and zero-shot. Train and test come from different pages
+  (every other held-out page is a test page), so no test sentence is ever seen in fine-tuning, not even as a
+  distractor;
 - ``last_word.jsonl``: LAMBADA-style last-word prediction, zero-shot.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
@@ -17,7 +18,6 @@ from gptcore.corpus.extract import extract_main_text
 from flows.demo.site import SitePage
 from gptcore.taskgen import next_sentence_choices, split_sentences
 
-TEST_FRACTION = 0.3
 # Whatever tokenizer the demo corpus trains, a byte-level BPE token covers at least one byte, so an answer of at most
 # this many UTF-8 bytes (plus its leading space) fits the demo model's 128-token window; 30 words of pydoc's symbols
 # can reach 129 tokens.
@@ -29,18 +29,16 @@ def held_out_texts(site_dir: Path, pages: list[SitePage]) -> list[str]:
     return [extract_main_text((site_dir / page.path).read_text(encoding="utf-8")).text for page in pages]
 
 
-def _in_test(record: dict) -> bool:
-    digest = hashlib.sha256(json.dumps(record, sort_keys=True).encode()).digest()
-    return int.from_bytes(digest[:8], "big") / 2**64 < TEST_FRACTION
-
-
 def write_demo_tasks(texts: list[str], out_dir: Path, max_records: int = 400) -> dict[str, str]:
-    """Write the task files; returns their paths by name."""
+    """Write the task files from the held-out pages' texts; returns their paths by name."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    choices = [r for r in next_sentence_choices(texts, n_choices=4, seed=0, max_words=30, max_records=max_records)
-               if all(len(choice.encode("utf-8")) <= MAX_ANSWER_BYTES for choice in r["choices"])]
+
+    def next_sentence(pages: list[str]) -> list[dict]:
+        return next_sentence_choices(pages, n_choices=4, seed=0, max_words=30, max_bytes=MAX_ANSWER_BYTES,
+                                     max_records=max_records)
+
     last_words = [{"text": s} for text in texts for s in split_sentences(text) if 6 <= len(s.split()) <= 30]
-    files = {"next_train": [r for r in choices if not _in_test(r)], "next_test": [r for r in choices if _in_test(r)],
+    files = {"next_train": next_sentence(texts[1::2]), "next_test": next_sentence(texts[0::2]),
              "last_word": last_words[:max_records]}
     paths = {}
     for name, records in files.items():
