@@ -46,23 +46,35 @@ def line_chart_svg(series: dict[str, list[tuple[float, float]]], *, title: str, 
 
 
 def bar_chart_svg(bars: list[tuple[str, float]], *, title: str, x_label: str, y_label: str,
-                  width: int = 640, height: int = 320) -> str:
-    """Vertical bars, one per (label, value)."""
+                  width: int = 640, height: int = 320, errors: list[float] | None = None) -> str:
+    """Vertical bars, one per (label, value); ``errors`` (one per bar, e.g. standard errors) draws ± whiskers."""
     if not bars:
         raise ValueError(f"chart {title!r} has no bars to draw")
+    if errors is not None and len(errors) != len(bars):
+        raise ValueError(f"chart {title!r} has {len(bars)} bars but {len(errors)} error values")
+    errors = errors or [0.0] * len(bars)
     left, right, top, bottom = 60, 20, 30, 60
-    top_value = max(value for _, value in bars) or 1
+    top_value = max(value + error for (_, value), error in zip(bars, errors)) or 1
     slot = (width - left - right) / len(bars)
     parts = axes_frame(width, height, left, right, top, bottom, title, x_label, y_label)
+
+    def y_of(value: float) -> float:
+        return height - bottom - max(value, 0.0) / top_value * (height - top - bottom)
+
     for i in range(5):  # value ticks
         value = top_value * i / 4
-        y = height - bottom - value / top_value * (height - top - bottom)
-        parts.append(f'<text x="{left - 4}" y="{y + 4:.1f}" text-anchor="end">{value:.4g}</text>')
-    for i, (label, value) in enumerate(bars):
-        bar_height = value / top_value * (height - top - bottom)
+        parts.append(f'<text x="{left - 4}" y="{y_of(value) + 4:.1f}" text-anchor="end">{value:.4g}</text>')
+    for i, ((label, value), error) in enumerate(zip(bars, errors)):
         x = left + i * slot
-        parts.append(f'<rect x="{x + slot * 0.1:.1f}" y="{height - bottom - bar_height:.1f}" width="{slot * 0.8:.1f}" '
-                     f'height="{bar_height:.1f}" fill="{COLORS[0]}"><title>{escape(label)}: {value:,}</title></rect>')
+        shown = f"{value:,}" + (f" ± {error:.4g}" if error else "")
+        parts.append(f'<rect x="{x + slot * 0.1:.1f}" y="{y_of(value):.1f}" width="{slot * 0.8:.1f}" '
+                     f'height="{height - bottom - y_of(value):.1f}" fill="{COLORS[0]}"><title>{escape(label)}: {shown}'
+                     f'</title></rect>')
+        if error:
+            mid, cap = x + slot / 2, slot * 0.15
+            low, high = y_of(value - error), y_of(value + error)
+            parts.append(f'<path d="M{mid:.1f},{low:.1f}V{high:.1f}M{mid - cap:.1f},{low:.1f}H{mid + cap:.1f}'
+                         f'M{mid - cap:.1f},{high:.1f}H{mid + cap:.1f}" stroke="#222" fill="none"/>')
         label_y = height - bottom + 12
         parts.append(f'<text x="{x + slot / 2:.1f}" y="{label_y}" text-anchor="end" '
                      f'transform="rotate(-35 {x + slot / 2:.1f} {label_y})">{escape(label)}</text>')

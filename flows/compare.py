@@ -139,8 +139,9 @@ def compare(
     (started.out / "results.json").write_text(json.dumps(results, indent=2))
     (started.out / "report.md").write_text(report)
     bars = [(f"{c['init'][:3]} λ{c['aux_lm_weight']:g} lr{c['lr']:.2g}", c["mean"]) for c in summary["cells"]]
-    (started.out / "compare.svg").write_text(bar_chart_svg(bars, title=f"test {metric} (mean over seeds)",
-                                                           x_label="cell", y_label=metric))
+    (started.out / "compare.svg").write_text(bar_chart_svg(bars, title=f"test {metric} (mean ± SE over seeds)",
+                                                           x_label="cell", y_label=metric,
+                                                           errors=[c["se"] for c in summary["cells"]]))
     create_markdown_artifact(report, key=artifact_key(STAGE, started.name, "compare"),
                              description="pretrained vs random fine-tuning")
     upstream = [pretrained_up, *(upstream_version(root, "runs", c["run"]) for c in children)]

@@ -45,7 +45,9 @@ def test_a_tiny_grid_reports_cells_and_paired_differences_recomputed_from_the_ch
     # one child run per cell, named after the compare version so that a rerun reuses them
     assert [c["run"] for c in results["runs"]] == [f"c1-cell{i:03d}" for i in range(4)]
     assert (out / "report.md").read_text().count("pretrained beats random") <= 1
-    assert (out / "compare.svg").read_text().startswith("<svg")
+    svg = (out / "compare.svg").read_text()
+    assert svg.startswith("<svg") and svg.count("<rect") >= 2
+    assert svg.count("<path") == sum(c["se"] > 0 for c in results["cells"]), "one error bar per cell with an SE"
     manifest = json.loads((out / "manifest.json").read_text())
     ups = [(u["stage"], u["version"]) for u in manifest["upstream"]]
     assert ups[0] == ("runs", "p1") and len(ups) == 5

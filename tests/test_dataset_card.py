@@ -68,6 +68,13 @@ def test_size_category_follows_the_hubs_bounds(documents, category):
     assert size_category(documents) == category
 
 
+def test_error_bars_are_drawn_only_for_bars_with_an_error_and_must_match_the_bars():
+    svg = bar_chart_svg([("a", 0.5), ("b", 0.25)], title="acc", x_label="x", y_label="y", errors=[0.1, 0.0])
+    assert svg.count("<path") == 1 and "a: 0.5 ± 0.1" in svg and "b: 0.25</title>" in svg
+    with pytest.raises(ValueError, match="2 bars but 1 error"):
+        bar_chart_svg([("a", 0.5), ("b", 0.25)], title="acc", x_label="x", y_label="y", errors=[0.1])
+
+
 def test_a_chart_without_bars_is_an_error_naming_it():
     with pytest.raises(ValueError, match="'lengths' has no bars"):
         bar_chart_svg([], title="lengths", x_label="x", y_label="y")
