@@ -14,7 +14,7 @@ import statistics
 from prefect import flow
 from prefect.artifacts import create_markdown_artifact
 
-from data_contracts.gate import GateReport
+from data_contracts.compare import validate_comparison
 from flows.charts import bar_chart_svg
 from flows.finetune import finetune, newest_pretrain_run
 from flows.lineage import upstream_version, write_manifest
@@ -147,6 +147,6 @@ def compare(
     upstream = [pretrained_up, *(upstream_version(root, "runs", c["run"]) for c in children)]
     manifest = write_manifest(started.out, STAGE, started.name, parameters, upstream,
                               {"child_runs": len(children), "cells": len(summary["cells"])})
-    return finish_version(root, started, manifest, GateReport("compare"), summary["paired"],
+    return finish_version(root, started, manifest, validate_comparison(results, grid), summary["paired"],
                           asset_deps=[root.asset_key("runs", pretrained)],
                           description=f"{task}: pretrained vs random over {len(children)} fine-tuning runs")

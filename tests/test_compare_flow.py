@@ -73,3 +73,23 @@ def test_an_empty_grid_is_refused_before_anything_is_written(tmp_path):
     with pytest.raises(ValueError, match=r"grid is empty .*seeds=\[\]\); give at least one value of each"):
         compare.fn(task="classification", train="a.jsonl", test="b.jsonl", seeds=[], data_root=str(tmp_path))
     assert list(tmp_path.iterdir()) == []
+
+
+def test_the_gate_refuses_a_grid_with_a_missing_cell_or_a_paired_row_over_unshared_seeds():
+    from data_contracts.compare import validate_comparison
+    from flows.compare import summarise
+
+    grid = [(init, 0.5, 1e-3, seed) for init in ("pretrained", "random") for seed in (0, 1)]
+    scores = {cell: 0.5 + 0.1 * i for i, cell in enumerate(grid)}
+    runs = [{"init": i, "aux_lm_weight": lam, "lr": lr, "seed": s, "run": f"c-cell{k:03d}", "value": scores[(i, lam, lr, s)]}
+            for k, (i, lam, lr, s) in enumerate(grid)]
+    assert validate_comparison({"runs": runs, **summarise(scores)}, grid).success
+
+    missing = {cell: v for cell, v in scores.items() if cell != grid[-1]}
+    report = validate_comparison({"runs": runs[:-1], **summarise(missing)}, grid)
+    assert not report.success and "every_cell_ran_once" in report.markdown()
+
+    tampered = summarise(scores)
+    tampered["paired"][0]["n"] = 5
+    report = validate_comparison({"runs": runs, **tampered}, grid)
+    assert not report.success and "paired_over_shared_seeds" in report.markdown()
