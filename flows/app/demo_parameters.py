@@ -39,9 +39,10 @@ DEMO_PIPELINE = {
     # text); 5% of documents held out of tokenizer training and 10% for validation keep several on the other side.
     "train_tokenizer": {"vocab_size": 4096, "holdout_fraction": 0.05},
     "tokenize": {"validation_fraction": 0.1},
-    # About a minute of CPU training: enough to beat the unigram baseline clearly, not to write well.
-    "pretrain": {"preset": "small-cpu", "train": {"max_steps": 300, "warmup_steps": 30, "max_lr": 1e-3, "batch_size": 8,
-                                                  "eval_every": 100, "eval_batches": 5, "checkpoint_every": 100}},
+    # About 1.5M tokens (~7 passes over the ~200k-token corpus) in two to three CPU minutes: validation loss still falls
+    # at the end (4.45 nats against 5.07 after 300 steps), and samples are mostly words rather than identifiers.
+    "pretrain": {"preset": "small-cpu", "train": {"max_steps": 1500, "warmup_steps": 50, "max_lr": 1e-3, "batch_size": 8,
+                                                  "eval_every": 250, "eval_batches": 5, "checkpoint_every": 500}},
 }
 
 
