@@ -64,9 +64,10 @@ def build_corpus(
     ``links``, ``fetch`` and ``process`` are the library's configs (``LinkFilterConfig``, ``FetchConfig``,
     ``ProcessConfig`` with its ``quality``: the Gopher/C4 limits), given as objects or as dicts of the fields to
     change, e.g. ``fetch={"allow_hosts": ["127.0.0.1"]}``. ``max_links`` keeps the highest-scored links for a trial
-    run; ``shard_size`` links make one fetch shard. ``task_runner="dask"`` runs the fetch, extraction and dedup
-    shards as tasks on a Dask cluster (``dask_address``, or a temporary local one of ``workers`` processes) with the
-    same result (see ``flows/runners.py``).
+    run; a fetch shard holds at most ``shard_size`` links, of whole origins (an origin with more is cut into
+    chunks fetched one after another). ``task_runner="dask"`` runs the fetch, extraction and dedup shards as tasks
+    on a Dask cluster (``dask_address``, or a temporary local one of ``workers`` processes) with the same result
+    (see ``flows/runners.py``).
     """
     check_runner(task_runner, dask_address)
     logger = get_run_logger()
@@ -98,10 +99,11 @@ def build_corpus(
         if dumps:
             for i, dump in enumerate(dumps):
                 filter_links(work, i, dump, links, workers)
-            shards = range((merge_link_tables(work, dumps, max_links) + shard_size - 1) // shard_size)
-            run_tasks(runner, fetch_shard, [{"work": work, "shard": s, "shard_size": shard_size, "config": fetch}
-                                            for s in shards])
-            run_tasks(runner, extract_fetched, [{**extract, "shard": s, "shard_size": shard_size} for s in shards])
+            plan = merge_link_tables(work, dumps, max_links, shard_size)
+            # Wave by wave: the shards of one origin are in different waves, so they never fetch at the same time.
+            for wave in corpus.fetch_waves(plan):
+                run_tasks(runner, fetch_shard, [{"work": work, "shard": s, "config": fetch} for s in wave])
+            run_tasks(runner, extract_fetched, [{**extract, "shard": s} for s in range(len(plan["shards"]))])
         run_tasks(runner, extract_warc, [{**extract, "index": i, "path": path} for i, path in enumerate(warcs)])
         if texts:
             extract_texts(work, texts, text_split, process, minhash, workers)

@@ -14,3 +14,5 @@ RETRAIN = "127.0.0.12"
 STACK = "127.0.0.13"
 DEMO = "127.0.0.14"
 BUILD_CORPUS_DUMPS = "127.0.0.15"
+POLITENESS = "127.0.2.0/24"  # test_politeness: 24 origins 127.0.2.1-24 on port 18790
+POLITENESS_DEAD = "127.0.3.0/24"  # test_politeness: origins where nothing listens

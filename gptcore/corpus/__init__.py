@@ -1,8 +1,10 @@
 """Corpus building as plain functions (no Prefect): what the build-corpus flow wires together, in this order.
 
     filter_links        one Pushshift dump → its kept submissions and rejects            (dumps, urls)
-    merge_link_tables   all dumps → one row per normalized URL, capped at max_links      (dumps)
-    fetch_shard         one slice of the links → a WARC and a fetch log row per link     (fetch, netguard, robots)
+    merge_link_tables   all dumps → one row per normalized URL, capped at max_links, cut (dumps)
+                          into fetch shards of whole origins (plan_fetch_shards)
+    fetch_waves         the shards in waves: an origin's chunks are in different waves
+    fetch_shard         one shard of the links → a WARC and a fetch log row per link     (fetch, netguard, robots)
     extract_fetched,    one unit of pages (a fetch shard, a WARC file, the text files)   (process: extract, clean,
     extract_warc,         → documents with fingerprints, and rejects                       langid, quality; minhash)
     extract_texts
@@ -55,9 +57,11 @@ _API = {
     "extract_texts": "steps",
     "extract_warc": "steps",
     "fetch_shard": "steps",
+    "fetch_waves": "steps",
     "filter_links": "steps",
     "merge_link_tables": "steps",
     "plan_dedup": "steps",
+    "plan_fetch_shards": "steps",
     "text_files": "textfiles",
 }
 __all__ = sorted(_API)

@@ -4,6 +4,7 @@
     rejects/part-*.parquet   every reject: link filtering, the link cap, fetch, extraction, quality, dedup
     links.parquet            the merged links (dump inputs only)
     fetch_log.parquet, warc/ one log row per link, the raw responses
+    robots.parquet           each origin's robots.txt answer the fetch went by (dump inputs only)
     dedup_index.parquet      the kept documents' fingerprints, which later versions deduplicate against
 
 The dataset card (``README.md``, ``images/``), the manifest and the gate come after, in the flow.
@@ -22,10 +23,12 @@ from gptcore.corpus.dedup import write_dedup_index
 from gptcore.corpus.dedup_shards import read_result
 from gptcore.corpus.minhash import MinHashConfig
 from gptcore.corpus.records import FETCH_LOG, REJECT_SCHEMA, WARC_DIR
-from gptcore.corpus.steps import DEDUP_DIR, EXTRACT_DIR, FETCH_DIR, LINK_REJECTS, LINKS, LINKS_DIR, unit_files, unit_schema
+from gptcore.corpus.robots import robots_table
+from gptcore.corpus.steps import (DEDUP_DIR, EXTRACT_DIR, FETCH_DIR, LINK_REJECTS, LINKS, LINKS_DIR, ROBOTS_DIR,
+                                  unit_files, unit_schema)
 from gptcore.files import atomic_write_table
 
-DEDUP_INDEX = "dedup_index.parquet"
+DEDUP_INDEX, ROBOTS = "dedup_index.parquet", "robots.parquet"
 
 
 def read_tables(paths: list[Path], schema: pa.Schema, columns: list[str] | None = None) -> pa.Table:
@@ -49,7 +52,7 @@ def link_or_copy(src: Path, dst: Path) -> None:
 def write_version_folder(work: Path, out: Path, version: str, minhash: MinHashConfig,
                          docs_per_part: int = 50_000) -> dict:
     """Rebuild ``out/`` from the work folder: the documents dedup kept in doc_id order, all rejects, links, fetch log,
-    WARCs, and the dedup index of the kept documents (named for ``version``).
+    WARCs, robots.txt answers, and the dedup index of the kept documents (named for ``version``).
 
     Returns the counts for the manifest. Idempotent: ``out/`` is recreated from scratch on every call.
     """
@@ -85,6 +88,8 @@ def write_version_folder(work: Path, out: Path, version: str, minhash: MinHashCo
         atomic_write_table(out / FETCH_LOG, pa.concat_tables([pq.read_table(p) for p in logs]))
     for warc in sorted((work / FETCH_DIR).glob("*.warc.gz")):
         link_or_copy(warc, out / WARC_DIR / warc.name)
+    if (work / ROBOTS_DIR).is_dir():  # one small file per origin in the work folder, one table in the version
+        atomic_write_table(out / ROBOTS, robots_table(work / ROBOTS_DIR))
 
     return {"documents": kept.num_rows, "rejects": rejects.num_rows,
             "rejects_by_reason": dict(sorted(con.sql("select step || ':' || reason, count(*) from rejects group by 1")

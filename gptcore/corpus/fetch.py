@@ -8,8 +8,17 @@ flow task or a test calls it directly. What it guarantees:
 - no connection is ever opened to a non-public address unless ``FetchConfig.allow_hosts`` says so (netguard.py),
   on the first request and on every redirect hop;
 - politeness: robots.txt (robots.py), at most ``per_host_concurrency`` requests in flight per origin, retries with
-  exponential backoff that honour ``Retry-After``;
-- bounded cost per URL: connect/read timeouts, a total deadline, a cap on the decoded body size (httpbody.py);
+  exponential backoff that honour ``Retry-After``, and pacing: a paced origin gets one request at a time, each
+  starting at least ``min_delay_s`` after the previous one ended (robots.txt included, across all workers), or the
+  origin's robots.txt ``Crawl-delay`` for our user-agent when that is longer, capped at ``max_crawl_delay_s`` (a
+  site asking for an hour between requests gets the cap, not a shard that never ends); so the server sees the
+  starts of any two requests at least that far apart;
+- robots.txt asked once per origin: with ``robots_dir``, each answer is kept there and read back before any
+  request, so the other shards of an origin and a rerun ask the server nothing (robots.RobotsStore);
+- each host resolved once per call, and every address connected to vetted (netguard.py);
+- bounded cost per URL: connect/read timeouts, a total deadline, a cap on the decoded body size (httpbody.py). The
+  deadline counts the work on the URL, not its wait for a slot or a paced turn at its origin: a shard of many links
+  on one slow origin takes long, but its last links are still fetched rather than timed out unasked;
 - whatever a server sends (broken framing, garbled headers, redirects to nowhere), the URL ends in its row: each
   known cause has its own code, and anything unforeseen becomes ``fetch_error`` naming the exception, so one
   server can never fail a shard (or every rerun of it).
@@ -34,7 +43,7 @@ import pyarrow as pa
 
 from gptcore.corpus.httpbody import ACCEPT_ENCODING, BodyDecodeError, BodyTooLarge, media_type, read_capped
 from gptcore.corpus.netguard import AddressPolicy, BlockedAddressError, GuardedTransport
-from gptcore.corpus.robots import RobotsCache, origin_of
+from gptcore.corpus.robots import RobotsCache, RobotsStore, RobotsStoreError, origin_of
 from gptcore.corpus.warc import HTML_MEDIA_TYPES, FetchedPage, WarcPageWriter
 
 try:
@@ -95,7 +104,7 @@ class FetchConfig:
     per_host_concurrency: int = 4  # requests in flight per origin (scheme, host, port)
     connect_timeout_s: float = 10.0  # DNS resolution + TCP (+ TLS) handshake
     read_timeout_s: float = 20.0  # longest silence while waiting for bytes
-    deadline_s: float = 60.0  # everything for one URL: robots.txt, redirects, retries, backoff
+    deadline_s: float = 60.0  # everything for one URL but its waits for its origin's turn: robots.txt, retries...
     retries: int = 3  # extra attempts per URL on 429, 5xx, connect errors, timeouts, broken connections
     backoff_base_s: float = 1.0  # retry n waits base * 2**n plus up to base of jitter...
     max_retry_wait_s: float = 30.0  # ...at most this; a longer Retry-After is not waited for (the URL fails)
@@ -105,12 +114,15 @@ class FetchConfig:
     respect_robots: bool = True
     user_agent: str = USER_AGENT
     allow_hosts: tuple[str, ...] = ()  # hostnames, IPs or CIDRs that may resolve to non-public addresses
+    min_delay_s: float = 0.0  # > 0: one request at a time per origin, each this long after the previous one ended
+    max_crawl_delay_s: float = 10.0  # a longer robots.txt Crawl-delay is cut to this
 
     def __post_init__(self) -> None:
         for name in ("concurrency", "per_host_concurrency", "max_body_bytes"):
             if getattr(self, name) < 1:
                 raise ValueError(f"FetchConfig.{name} must be at least 1, got {getattr(self, name)}")
-        for name in ("retries", "max_redirects", "backoff_base_s", "max_retry_wait_s"):
+        for name in ("retries", "max_redirects", "backoff_base_s", "max_retry_wait_s", "min_delay_s",
+                     "max_crawl_delay_s"):
             if getattr(self, name) < 0:
                 raise ValueError(f"FetchConfig.{name} must not be negative, got {getattr(self, name)}")
         for name in ("connect_timeout_s", "read_timeout_s", "deadline_s"):
@@ -118,18 +130,23 @@ class FetchConfig:
                 raise ValueError(f"FetchConfig.{name} must be positive, got {getattr(self, name)}")
 
 
-def fetch_to_warc(urls: Sequence[tuple[str, str]], warc_path: Path, config: FetchConfig = FetchConfig()) -> pa.Table:
+def fetch_to_warc(urls: Sequence[tuple[str, str]], warc_path: Path, config: FetchConfig = FetchConfig(),
+                  robots_dir: Path | None = None) -> pa.Table:
     """Fetch ``(doc_id, url)`` pairs; write usable pages to the gzip WARC ``warc_path``; return the fetch log.
 
     The WARC appears at ``warc_path`` only when every URL has been dealt with (temporary name + rename). The log has
-    one row per input pair, in input order. Call it from synchronous code (it runs its own event loop).
+    one row per input pair, in input order. ``robots_dir`` (shared by the shards of a corpus version) keeps each
+    origin's robots.txt answer, one file per origin (robots.robots_table reads them). Call it from synchronous code
+    (it runs its own event loop).
     """
+    store = RobotsStore(Path(robots_dir)) if robots_dir is not None else None
     with WarcPageWriter(Path(warc_path), software=config.user_agent) as warc:
-        rows = asyncio.run(_fetch_all(list(urls), config, warc))
+        rows = asyncio.run(_fetch_all(list(urls), config, warc, store))
     return pa.Table.from_pylist(rows, schema=FETCH_LOG_SCHEMA)
 
 
-async def _fetch_all(urls: list[tuple[str, str]], config: FetchConfig, warc: WarcPageWriter) -> list[dict]:
+async def _fetch_all(urls: list[tuple[str, str]], config: FetchConfig, warc: WarcPageWriter,
+                     store: RobotsStore | None) -> list[dict]:
     timeout = httpx.Timeout(connect=config.connect_timeout_s, read=config.read_timeout_s,
                             write=config.read_timeout_s, pool=None)
     limits = httpx.Limits(max_connections=None, max_keepalive_connections=config.concurrency)
@@ -144,7 +161,7 @@ async def _fetch_all(urls: list[tuple[str, str]], config: FetchConfig, warc: War
     async with httpx.AsyncClient(transport=transport, timeout=timeout, headers=headers,
                                  max_redirects=config.max_redirects,
                                  event_hooks={"response": [_vet_redirect]}) as client:
-        fetcher = _Fetcher(config, client, warc)
+        fetcher = _Fetcher(config, client, warc, store)
         rows: list[dict] = [{} for _ in urls]
         pending = iter(_interleaved_by_origin(urls))
 
@@ -203,6 +220,7 @@ class _Outcome:
     error: str | None = None
     detail: str | None = None
     started: float = field(default_factory=time.monotonic, repr=False)
+    deadline: asyncio.Timeout | None = field(default=None, repr=False)  # paused while the URL waits for its turn
 
     def row(self) -> dict:
         return {name: getattr(self, name) for name in FETCH_LOG_SCHEMA.names}
@@ -215,27 +233,78 @@ def _utc_now() -> str:
 class _Fetcher:
     """Fetches one URL at a time for a worker: robots.txt, redirects, retries, body, WARC record."""
 
-    def __init__(self, config: FetchConfig, client: httpx.AsyncClient, warc: WarcPageWriter) -> None:
+    def __init__(self, config: FetchConfig, client: httpx.AsyncClient, warc: WarcPageWriter,
+                 store: RobotsStore | None) -> None:
         self._config, self._client, self._warc = config, client, warc
         self._origin_slots: dict[tuple[str, str, int], asyncio.Semaphore] = {}
-        self._robots = RobotsCache(client, config.user_agent, self._slot) if config.respect_robots else None
+        self._origin_turns: dict[tuple[str, str, int], asyncio.Lock] = {}  # paced origins: one request at a time
+        self._last_end: dict[tuple[str, str, int], float] = {}  # monotonic time the origin's latest paced request ended
+        self._robots = RobotsCache(client, config.user_agent, self._slot, store) if config.respect_robots else None
 
     @asynccontextmanager
-    async def _slot(self, url: httpx.URL) -> AsyncIterator[None]:
-        """Hold one of the origin's per_host_concurrency request slots."""
+    async def _slot(self, url: httpx.URL, outcome: _Outcome | None = None) -> AsyncIterator[None]:
+        """Hold one of the origin's per_host_concurrency request slots and, when the origin is paced, its turn.
+
+        While it waits, ``outcome``'s deadline is paused: it bounds the URL's own work (module docstring).
+        """
         origin = origin_of(url)
         semaphore = self._origin_slots.get(origin)
         if semaphore is None:
             semaphore = self._origin_slots[origin] = asyncio.Semaphore(self._config.per_host_concurrency)
-        async with semaphore:
+            self._origin_turns[origin] = asyncio.Lock()
+        turn = self._origin_turns[origin]
+        async with _deadline_paused(outcome.deadline if outcome is not None else None):
+            await semaphore.acquire()
+            try:
+                paced = await self._paced_turn(origin, turn)
+            except BaseException:
+                semaphore.release()
+                raise
+        try:
             yield
+        finally:
+            if paced:
+                self._last_end[origin] = time.monotonic()
+                turn.release()
+            semaphore.release()
+
+    def _gap_s(self, origin: tuple[str, str, int]) -> float:
+        gap = self._config.min_delay_s
+        delay = self._robots.crawl_delay_s(origin) if self._robots is not None else None
+        if delay is not None:
+            gap = max(gap, min(delay, self._config.max_crawl_delay_s))
+        return gap
+
+    async def _paced_turn(self, origin: tuple[str, str, int], turn: asyncio.Lock) -> bool:
+        """For a paced origin, take its turn: one request at a time, each starting ``gap`` after the previous one
+        ended. Returns whether the turn is held (released when the request ends).
+
+        Measured from the previous request's end, the gap holds as the server sees it, between the starts of any
+        two requests, whatever delays the client's event loop or connection set-up add: a request cannot end
+        before the server saw it start. The gap is read once the turn is held: robots.txt is an origin's first
+        request, so its Crawl-delay is known for every page.
+        """
+        if self._gap_s(origin) <= 0:
+            return False
+        await turn.acquire()
+        try:
+            last = self._last_end.get(origin)
+            wait = 0.0 if last is None else last + self._gap_s(origin) - time.monotonic()
+            if wait > 0:
+                await asyncio.sleep(wait)
+        except BaseException:
+            turn.release()
+            raise
+        return True
 
     async def fetch(self, doc_id: str, url: str) -> dict:
         """The fetch log row for one URL; a usable page is written to the WARC on the way."""
         outcome = _Outcome(doc_id, url)
         try:
-            async with asyncio.timeout(self._config.deadline_s):
+            async with asyncio.timeout(self._config.deadline_s) as outcome.deadline:
                 page = await self._follow(outcome)
+        except RobotsStoreError:
+            raise  # the shard's failure, like a WARC that cannot be written
         except _Failed as failure:
             outcome.error, outcome.detail = failure.code, failure.detail
         except BlockedAddressError as exc:
@@ -283,7 +352,7 @@ class _Fetcher:
             outcome.attempts += 1
             retry_after = None
             try:
-                async with self._slot(url):
+                async with self._slot(url, outcome):
                     return await self._request_once(url, outcome)
             except _Failed as failure:
                 if failure.response is not None:  # refused by _vet_redirect before _request_once saw the answer
@@ -304,7 +373,7 @@ class _Fetcher:
             except httpx.InvalidURL as exc:  # ``url`` itself was vetted, so this comes from a redirect's Location
                 raise _Failed("bad_redirect", f"{url} redirects to an unusable URL: {exc}") from exc
             wait = self._retry_wait(retry, retry_after)
-            remaining = self._config.deadline_s - (time.monotonic() - outcome.started)
+            remaining = outcome.deadline.when() - asyncio.get_running_loop().time()
             if retry >= self._config.retries or wait is None or wait >= remaining:
                 raise failure
             retry += 1
@@ -356,6 +425,21 @@ class _Fetcher:
             raise _Failed("too_large", f"{url}: {exc} (max_body_bytes)") from exc
         except BodyDecodeError as exc:
             raise _Failed("decode_error", f"{url}: {exc}") from exc
+
+
+@asynccontextmanager
+async def _deadline_paused(deadline: asyncio.Timeout | None) -> AsyncIterator[None]:
+    """Stop ``deadline``'s clock for the block, then move it on by the time the block took."""
+    if deadline is None or deadline.expired() or deadline.when() is None:
+        yield
+        return
+    loop = asyncio.get_running_loop()
+    due, paused_at = deadline.when(), loop.time()
+    deadline.reschedule(None)
+    try:
+        yield
+    finally:
+        deadline.reschedule(due + loop.time() - paused_at)
 
 
 class _RetryableStatus(Exception):

@@ -6,6 +6,11 @@ is not enough: a public hostname can resolve to a private address, and a rebindi
 and the connection differently. So the check lives in the httpx network backend: it resolves the host once, vets
 every address, and connects to a vetted IP address itself. httpcore still wraps TLS with the hostname, so SNI and
 certificate checks are unchanged. Every hop of a redirect chain opens its connection through the same backend.
+
+Each (host, port) is resolved and vetted once per backend (one backend per fetch_to_warc call, so once per shard);
+later connections reuse the vetted addresses, so a shard of 10k URLs on one host asks DNS once, and every address
+connected to is still one the policy passed. Failed resolutions and refusals are not cached: a retry resolves
+again. The cache outlives DNS TTLs only for the length of one shard.
 """
 from __future__ import annotations
 
@@ -101,6 +106,8 @@ class GuardedNetworkBackend(httpcore.AsyncNetworkBackend):
     def __init__(self, policy: AddressPolicy, inner: httpcore.AsyncNetworkBackend | None = None) -> None:
         self._policy = policy
         self._inner = inner or httpcore.AnyIOBackend()
+        self._vetted: dict[tuple[str, int], list[IPAddress]] = {}
+        self._resolving: dict[tuple[str, int], anyio.Lock] = {}  # first connections to a host wait for one lookup
 
     async def connect_tcp(
         self,
@@ -112,9 +119,8 @@ class GuardedNetworkBackend(httpcore.AsyncNetworkBackend):
     ) -> httpcore.AsyncNetworkStream:
         if not 0 < port < 65536:  # else getaddrinfo/connect raise OverflowError (in an ExceptionGroup from anyio)
             raise httpcore.ConnectError(f"cannot connect to {host} on port {port}: ports are 1-65535")
-        addresses = await self._resolve(host, port, timeout)
         last_error: Exception | None = None
-        for ip in self._policy.vet(host, addresses):
+        for ip in await self._vetted_addresses(host, port, timeout):
             try:
                 return await self._inner.connect_tcp(str(ip), port, timeout, local_address, socket_options)
             except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:  # try the host's next address
@@ -130,17 +136,32 @@ class GuardedNetworkBackend(httpcore.AsyncNetworkBackend):
     async def sleep(self, seconds: float) -> None:
         await self._inner.sleep(seconds)
 
-    @staticmethod
-    async def _resolve(host: str, port: int, timeout: float | None) -> list[IPAddress]:
-        try:
-            with anyio.fail_after(timeout):
-                infos = await anyio.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-        except TimeoutError as exc:
-            raise httpcore.ConnectTimeout(f"resolving {host} took longer than {timeout} s") from exc
-        except (OSError, UnicodeError) as exc:  # socket.gaierror is an OSError
-            raise httpcore.ConnectError(f"cannot resolve {host}: {exc}") from exc
-        unique = dict.fromkeys(ipaddress.ip_address(info[4][0]) for info in infos)
-        return list(unique)
+    async def _vetted_addresses(self, host: str, port: int, timeout: float | None) -> list[IPAddress]:
+        """The addresses of ``host`` the policy passed, resolved on the first connection to (host, port) only."""
+        key = (host, port)
+        lock = self._resolving.setdefault(key, anyio.Lock())
+        async with lock:
+            vetted = self._vetted.get(key)
+            if vetted is None:
+                vetted = self._vetted[key] = self._policy.vet(host, await resolve(host, port, timeout))
+        return vetted
+
+
+async def resolve(host: str, port: int, timeout: float | None) -> list[IPAddress]:
+    """The distinct addresses ``host`` resolves to, in resolver order; httpcore's connect errors when it does not."""
+    try:
+        return [ipaddress.ip_address(host.strip("[]"))]  # an address already: no lookup (a thread hop each)
+    except ValueError:  # a name, or a spelling only the resolver reads ("127.1"): ask it
+        pass
+    try:
+        with anyio.fail_after(timeout):
+            infos = await anyio.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except TimeoutError as exc:
+        raise httpcore.ConnectTimeout(f"resolving {host} took longer than {timeout} s") from exc
+    except (OSError, UnicodeError) as exc:  # socket.gaierror is an OSError
+        raise httpcore.ConnectError(f"cannot resolve {host}: {exc}") from exc
+    unique = dict.fromkeys(ipaddress.ip_address(info[4][0]) for info in infos)
+    return list(unique)
 
 
 class GuardedTransport(httpx.AsyncHTTPTransport):

@@ -2,22 +2,33 @@
 summary, and skips what is already there, so a rerun after a kill resumes where the last one stopped.
 
     links/<dump>.parquet, .rejects.parquet, .counts.json     filter_links: one dump's kept submissions, rejects, counts
-    links.parquet, links.rejects.parquet                     merge_link_tables: one row per URL (+ repeats, the cap)
+    links/shards/<shard>.parquet, links/plan.json            merge_link_tables: the fetch shards, planned by origin
+    links.parquet, links.rejects.parquet                     … and one row per URL (+ repeats, the cap), written last
     fetch/<shard>.warc.gz, fetch/<shard>.log.parquet         fetch_shard: raw responses and the fetch log (log last)
+    robots/                                                  fetch_shard: each origin's robots.txt answer, asked once
     extract/<unit>.rejects.parquet, .counts.json, .parquet   extract_*: documents with text_hash and bands (docs last)
     dedup/                                                   dedup_keys → dedup_bucket → dedup_resolve (dedup_shards)
 
-A fetch shard is a slice of links.parquet (sorted by doc_id), so its links are known from its number alone. An
-extraction *unit* is a fetch shard, a WARC file or the set of text files; each records how many items it read apart
-from its outputs, so the accounting can check that every item ended as a document or a reject.
+Fetch shards are planned by origin (scheme, host, port) when the links are merged: an origin's links share one
+shard, and one with more than ``shard_size`` links is cut into chunks of that size, chunk k in *wave* k. The flow
+runs the waves one after another, so no two shards of one origin ever fetch at the same time, on any number of
+workers: the per-origin limits of the fetcher hold for the whole build. Each shard's links are its own file, read by
+its fetch and extraction alone (no step reads the whole link table per shard).
+
+An extraction *unit* is a fetch shard, a WARC file or the set of text files; each records how many items it read
+apart from its outputs, so the accounting can check that every item ended as a document or a reject.
 """
 from __future__ import annotations
 
+import heapq
 import json
+import re
 from collections import Counter
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
+import httpx
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -28,13 +39,15 @@ from gptcore.corpus.fetch import FetchConfig, fetch_to_warc
 from gptcore.corpus.minhash import MinHashConfig, fingerprint_table
 from gptcore.corpus.process import ProcessConfig, process_pages_parallel
 from gptcore.corpus.records import DOC_SCHEMA, FETCH_LOG, REJECT_SCHEMA, WARC_DIR, source_path, utc_timestamp
+from gptcore.corpus.robots import origin_name, origin_of
 from gptcore.corpus.textfiles import iter_text_documents
 from gptcore.corpus.urls import host_of
 from gptcore.corpus.warc import read_warc
 from gptcore.files import atomic_write_json, atomic_write_table
 
 LINKS_DIR, LINKS, LINK_REJECTS = "links", "links.parquet", "links.rejects.parquet"
-FETCH_DIR, EXTRACT_DIR, DEDUP_DIR = "fetch", "extract", "dedup"
+SHARDS_DIR, FETCH_PLAN = f"{LINKS_DIR}/shards", f"{LINKS_DIR}/plan.json"
+FETCH_DIR, EXTRACT_DIR, DEDUP_DIR, ROBOTS_DIR = "fetch", "extract", "dedup", "robots"
 DEDUP_BUCKETS = 16  # bucket tasks of near-duplicate detection; the result does not depend on it
 
 
@@ -60,16 +73,18 @@ def filter_links(work: Path, index: int, dump: str, config: LinkFilterConfig, wo
     return json.loads(counts_file.read_text())
 
 
-def merge_link_tables(work: Path, dumps: list[str], max_links: int | None) -> int:
+def merge_link_tables(work: Path, dumps: list[str], max_links: int | None, shard_size: int) -> dict:
     """One row per normalized URL across all dumps, each submission kept once (a repeat in a later dump becomes a
-    ``duplicate_submission`` reject); links over ``max_links`` (lowest scores) become rejects. Returns the links."""
+    ``duplicate_submission`` reject); links over ``max_links`` (lowest scores) become rejects. The links are cut
+    into fetch shards by origin (`plan_fetch_shards`), one file each. Returns the fetch plan (`FETCH_PLAN`)."""
     out = work / LINKS
     if not out.exists():
         tables = [pq.read_table(work / LINKS_DIR / f"{dump_key(i, d)}.parquet") for i, d in enumerate(dumps)]
         merged, rejects = merge_dump_links(tables, [source_path(d) for d in dumps], max_links)
         atomic_write_table(work / LINK_REJECTS, name_one_dump_per_capped_link(rejects, tables))
-        atomic_write_table(out, merged)
-    return pq.read_metadata(out).num_rows
+        write_fetch_shards(work, merged, shard_size)
+        atomic_write_table(out, merged)  # last: its presence says the merge and the plan are done
+    return json.loads((work / FETCH_PLAN).read_text())
 
 
 def name_one_dump_per_capped_link(rejects: pa.Table, tables: list[pa.Table]) -> pa.Table:
@@ -86,17 +101,109 @@ def name_one_dump_per_capped_link(rejects: pa.Table, tables: list[pa.Table]) -> 
     return rejects.set_column(rejects.schema.get_field_index("input"), "input", pa.array(inputs, pa.string()))
 
 
-def shard_links(work: Path, shard: int, shard_size: int, columns: list[str] | None = None) -> pa.Table:
-    """The links of one fetch shard (links.parquet is sorted by doc_id; shard i holds rows i·size … (i+1)·size)."""
-    return pq.read_table(work / LINKS, columns=columns).slice(shard * shard_size, shard_size)
+# ---------------------------------------------------------------------------------------------------------------------
+# Fetch shards, planned by origin
 
 
-def fetch_shard(work: Path, shard: int, shard_size: int, config: FetchConfig) -> dict:
-    """Fetch one shard's links into ``fetch/<shard>.warc.gz`` with its log (one row per link) unless it is there."""
+_AUTHORITY = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^/?#]*")  # scheme://authority: all an origin depends on
+
+
+def origin_key(url: str) -> str:
+    """``scheme://host:port`` of a link, lower-cased: the origin robots.txt and the fetcher's per-origin limits
+    apply to (robots.origin_of, origin_name). ``""`` for a URL that does not parse; the fetcher logs it as bad_url."""
+    try:
+        return origin_name(origin_of(httpx.URL(url)))
+    except (httpx.InvalidURL, TypeError, ValueError):  # IDNA errors are ValueErrors
+        return ""
+
+
+def origin_keys(urls: Iterable[str]) -> list[str]:
+    """`origin_key` of each URL, parsed once per distinct scheme and authority (httpx takes ~20 µs a URL)."""
+    known: dict[str, str] = {}
+    keys = []
+    for url in urls:
+        match = _AUTHORITY.match(url)
+        prefix = match.group() if match else url
+        key = known.get(prefix)
+        if key is None:
+            key = known[prefix] = origin_key(prefix)
+        keys.append(key)
+    return keys
+
+
+def plan_fetch_shards(origins: list[str], shard_size: int) -> tuple[np.ndarray, list[dict]]:
+    """The shard of each link (given by its origin), and per shard its ``wave``, ``links`` and ``origins``.
+
+    An origin's links go to one shard; an origin with more than ``shard_size`` is cut (in link order) into chunks of
+    ``shard_size``, chunk k in wave k, so two chunks of an origin are never in one wave. Within a wave, chunks are
+    packed largest first (ties: by origin) into the shard with the most room left, a new one when none has room
+    (worst-fit decreasing: small origins fill up the shards of large ones). Shards are numbered wave by wave. Only
+    the links' origins decide it, never timing: the same links always give the same plan.
+    """
+    if shard_size < 1:
+        raise ValueError(f"shard_size must be at least 1, got {shard_size}")
+    rows_of: dict[str, list[int]] = {}
+    for row, origin in enumerate(origins):
+        rows_of.setdefault(origin, []).append(row)
+    waves: dict[int, list[tuple[int, str, list[int]]]] = {}
+    for origin, rows in rows_of.items():
+        for k, start in enumerate(range(0, len(rows), shard_size)):
+            chunk = rows[start:start + shard_size]
+            waves.setdefault(k, []).append((-len(chunk), origin, chunk))
+    shard_of, shards = np.empty(len(origins), dtype=np.int64), []
+    for wave in sorted(waves):
+        room: list[tuple[int, int]] = []  # (-links it can still take, shard): a heap, most room first
+        for size, _, rows in sorted(waves[wave], key=lambda chunk: chunk[:2]):
+            size = -size
+            if room and -room[0][0] >= size:
+                left, shard = heapq.heappop(room)
+                left = -left
+            else:
+                left, shard = shard_size, len(shards)
+                shards.append({"wave": wave, "links": 0, "origins": 0})
+            shard_of[rows] = shard
+            shards[shard]["links"] += size
+            shards[shard]["origins"] += 1
+            if left > size:
+                heapq.heappush(room, (size - left, shard))
+    return shard_of, shards
+
+
+def write_fetch_shards(work: Path, links: pa.Table, shard_size: int) -> dict:
+    """``links/shards/<shard>.parquet`` (each in doc_id order, as ``links`` is) and the plan ``links/plan.json``."""
+    shard_of, shards = plan_fetch_shards(origin_keys(links["url"].to_pylist()), shard_size)
+    order = np.argsort(shard_of, kind="stable")  # stable: doc_id order within a shard
+    grouped, start = links.take(pa.array(order)), 0
+    for shard, entry in enumerate(shards):
+        atomic_write_table(work / SHARDS_DIR / f"{shard:05d}.parquet", grouped.slice(start, entry["links"]))
+        start += entry["links"]
+    plan = {"shard_size": shard_size, "links": links.num_rows, "shards": shards}
+    atomic_write_json(work / FETCH_PLAN, plan)
+    return plan
+
+
+def fetch_waves(plan: dict) -> list[list[int]]:
+    """The plan's shard numbers wave by wave: every shard of a wave must finish before the next wave starts."""
+    waves: dict[int, list[int]] = {}
+    for shard, entry in enumerate(plan["shards"]):
+        waves.setdefault(entry["wave"], []).append(shard)
+    return [waves[w] for w in sorted(waves)]
+
+
+def shard_links(work: Path, shard: int, columns: list[str] | None = None) -> pa.Table:
+    """The links of one fetch shard: its own file, in doc_id order."""
+    return pq.read_table(work / SHARDS_DIR / f"{shard:05d}.parquet", columns=columns)
+
+
+def fetch_shard(work: Path, shard: int, config: FetchConfig) -> dict:
+    """Fetch one shard's links into ``fetch/<shard>.warc.gz`` with its log (one row per link) unless it is there.
+
+    robots.txt answers are kept in ``robots/``, one per origin, so another shard or a resumed run reuses them."""
     log_path, warc_path = work / FETCH_DIR / f"{shard:05d}.log.parquet", work / FETCH_DIR / f"{shard:05d}.warc.gz"
     if not log_path.exists():
-        links = shard_links(work, shard, shard_size, columns=["doc_id", "url"])
-        log = fetch_to_warc(list(zip(links["doc_id"].to_pylist(), links["url"].to_pylist())), warc_path, config)
+        links = shard_links(work, shard, columns=["doc_id", "url"])
+        log = fetch_to_warc(list(zip(links["doc_id"].to_pylist(), links["url"].to_pylist())), warc_path, config,
+                            robots_dir=work / ROBOTS_DIR)
         atomic_write_table(log_path, log)
     errors = pq.read_table(log_path, columns=["error"])["error"]
     return {"shard": shard, "urls": len(errors), "ok": errors.null_count}
@@ -170,11 +277,10 @@ def extract_unit(work: Path, unit: str, source: str, pages: Iterable, config: Pr
     return {"unit": unit, "documents": pq.read_metadata(out).num_rows, "rejects": pq.read_metadata(rejected).num_rows}
 
 
-def extract_fetched(work: Path, shard: int, shard_size: int, config: ProcessConfig, minhash: MinHashConfig,
-                    workers: int) -> dict:
+def extract_fetched(work: Path, shard: int, config: ProcessConfig, minhash: MinHashConfig, workers: int) -> dict:
     """One fetch shard's pages, with their submissions' provenance; its fetch failures become its rejects."""
     log = pq.read_table(work / FETCH_DIR / f"{shard:05d}.log.parquet")
-    links = shard_links(work, shard, shard_size)
+    links = shard_links(work, shard)
     warc = work / FETCH_DIR / f"{shard:05d}.warc.gz"
     pages = read_warc(warc, source="reddit", input_name=f"{WARC_DIR}/{warc.name}") if warc.exists() else iter(())
     return extract_unit(work, f"fetch-{shard:05d}", "reddit", pages, config, minhash, workers,
