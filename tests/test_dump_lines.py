@@ -77,6 +77,24 @@ def test_lines_over_the_cap_are_rejected_with_file_line_and_length_and_the_rest_
     _assert_every_record_accounted(result)
 
 
+@pytest.mark.parametrize("suffix", [".zst", ".ndjson"])
+def test_chunks_count_their_lines_and_say_whether_each_is_one_braced_object(tmp_path, monkeypatch, suffix):
+    """max_line above a block's size, as in use (1 MiB): blocks then take the path that counts lines."""
+    monkeypatch.setattr(dump_lines, "CHUNK_BYTES", 3000)
+    good = b"".join(_line(i) for i in range(20))
+    cases = {"plain": good, "blank": good + b"\n" + good, "crlf": good.replace(b"\n", b"\r\n"),
+             "no final newline": good.rstrip(b"\n"), "long line": good + b"a" * 300_000 + b"\n" + good}
+    for name, raw in cases.items():
+        path = tmp_path / f"RS_{name.replace(' ', '_')}{suffix}"
+        path.write_bytes(zstandard.ZstdCompressor().compress(raw) if suffix == ".zst" else raw)
+        chunks = [(bytes(c.data), c.lines, c.braced) for c in dump_lines.read_line_chunks(path, 200_000) if c.data]
+        for data, lines, braced in chunks:
+            assert lines in (None, data.count(b"\n")), name
+            lines_of = data.split(b"\n")[:-1]
+            assert braced == (lines is not None and all(line[:1] == b"{" and line[-1:] == b"}" for line in lines_of)), name
+        assert any(braced for _, _, braced in chunks) == (name not in ("crlf", "blank")), name  # blank: one chunk
+
+
 def test_a_line_far_longer_than_the_cap_costs_no_memory_in_proportion(tmp_path):
     """400 MB of 'a' with no newline between good lines: zstd makes it a few KB, the reader must not hold it."""
     path = tmp_path / "RS_endless.zst"

@@ -245,6 +245,22 @@ def test_lines_msgspec_could_read_otherwise_are_decided_like_classify_record(tmp
     _assert_every_record_accounted(result)
 
 
+@pytest.mark.parametrize("workers", [1, 2])
+def test_two_records_on_one_line_or_one_record_over_two_lines_are_malformed(tmp_path: Path, monkeypatch,
+                                                                           workers: int) -> None:
+    """Read as one stream of values, these lines hold as many records as lines (3); read line by line, none."""
+    monkeypatch.setattr(dump_lines, "SEPARATE_PROCESS_MIN_BYTES", 0)
+    a, b, c = (orjson.dumps(submission(i, f"https://example.com/{i}")) for i in ("a", "b", "c"))
+    first, rest = c.split(b',"url"', 1)
+    lines = [a + b" " + b, first, b',"url"' + rest, orjson.dumps(submission("d", "https://example.com/d"))]
+    result = filter_dump(write_dump(tmp_path / "RS_odd.zst", lines), workers=workers)
+
+    assert _kept_pairs(result) == {("d", "https://example.com/d")}
+    assert _reasons_by_item(result) == {f"RS_odd.zst:{n}": "malformed_json" for n in (1, 2, 3)}
+    assert result.counts["records_read"] == 4
+    _assert_every_record_accounted(result)
+
+
 def test_worker_count_does_not_change_the_result(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setattr(dump_lines, "CHUNK_BYTES", 8192)
     monkeypatch.setattr(dump_lines, "SEPARATE_PROCESS_MIN_BYTES", 0)  # workers > 1: decoded in a second process

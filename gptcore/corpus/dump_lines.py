@@ -10,7 +10,9 @@ Two promises, both about inputs that compress absurdly well or are damaged:
   `DumpDamaged` says where the damage is and how long the line was that it cut (`open_line`), so the caller can
   account for the lost tail as one reject.
 
-A --long=31 stream still needs its 2 GiB decoder window: that is the format, not the data.
+A --long=31 stream still needs its 2 GiB decoder window: that is the format, not the data. The decoder does the
+byte-level work on each block while it is in cache: it counts the lines and checks that each is one `{...}`
+(`LineChunk.lines`, `.braced`), which the reader would otherwise do with another pass over the chunk.
 """
 from __future__ import annotations
 
@@ -25,8 +27,9 @@ import tempfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Iterator
+from typing import BinaryIO, Callable, Iterator
 
+import numpy as np
 import zstandard
 
 ZSTD_MAX_WINDOW = 2**31  # real dumps are written with `zstd --long=31`
@@ -58,22 +61,35 @@ class DumpDamaged(Exception):
 class LineChunk:
     data: bytes | memoryview  # whole lines, each ending in a newline, none longer than max_line
     long_line: int | None = None  # a line that follows data's lines, longer than max_line: its length, bytes dropped
+    lines: int | None = None  # the number of lines in data, when the reader counted them
+    # Each line of data is `{...}`: it starts with "{" and ends with "}" right before its newline. Then no JSON value
+    # can span two lines (after a "}" closing a nested value comes "," "}" or "]", never a "{"), so a parser that
+    # reads the lines as one stream of values sees one value per line exactly when it finds `lines` values.
+    braced: bool = False
 
 
-def read_line_chunks(path: Path, max_line: int) -> Iterator[LineChunk]:
+def read_line_chunks(path: Path, max_line: int, buffers: Callable[[], memoryview] | None = None) -> Iterator[LineChunk]:
     """Chunks of whole lines of the decoded dump, each about CHUNK_BYTES. Raises DumpReadError up front when the file
     cannot be read at all, DumpDamaged after the last chunk when it breaks off. A final line without a newline is
-    completed."""
-    lines = _Lines(max_line)
+    completed. The lines are written into buffers of buffer_bytes(max_line) that `buffers` hands out (default: one
+    buffer, used again); a chunk's data is valid until the next chunk is asked for."""
+    if buffers is None:
+        one = memoryview(bytearray(buffer_bytes(max_line)))
+        buffers = lambda: one  # noqa: E731 (the caller is done with a chunk when it asks for the next)
+    lines = _Lines(max_line, buffers)
     try:
         for block in _decoded_blocks(path):
             yield from lines.feed(block)
     except DumpDamaged as damage:
-        whole, damage.open_line = lines.cut_off()
-        if whole:
-            yield LineChunk(whole)
+        damage.open_line = lines.open_line()
+        yield from lines.cut_off()
         raise
     yield from lines.finish()
+
+
+def buffer_bytes(max_line: int) -> int:
+    """The most bytes _Lines holds at once: a chunk, a line up to max_line still open, a block, a final newline."""
+    return CHUNK_BYTES + max_line + _BLOCK_BYTES + 1
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -210,14 +226,19 @@ def _plain_blocks(path: Path) -> Iterator[bytes]:
 
 
 class _Lines:
-    """Cuts decoded blocks into LineChunks of whole lines with one copy of the data, dropping lines over max_line."""
+    """Cuts decoded blocks into LineChunks of whole lines, dropping lines over max_line. Each decoded byte is copied
+    once, into the buffer that `buffers` gave last (in the second process: a slot of the memory shared with the
+    reader, so that a chunk is handed over without another copy). When a chunk is taken, the bytes of the line still
+    open move to the start of a new buffer."""
 
-    def __init__(self, max_line: int) -> None:
-        self.max_line = max_line
-        self.pending: list[bytes] = []  # decoded, not yet yielded: whole lines, then `tail` bytes of the open line
-        self.size = 0
+    def __init__(self, max_line: int, buffers: Callable[[], memoryview]) -> None:
+        self.max_line, self.buffers = max_line, buffers
+        self.buffer = buffers()
+        self.size = 0  # bytes in buffer: whole lines, then the `tail` bytes of the open line
         self.tail = 0
         self.skipped: int | None = None  # length so far of an open line over max_line, whose bytes are dropped
+        # where the buffer's newlines are, block by block (found while the block is in cache); None: not counted
+        self.newlines: list[np.ndarray] | None = []
 
     def feed(self, block: bytes) -> Iterator[LineChunk]:
         if self.skipped is not None:
@@ -230,71 +251,98 @@ class _Lines:
         if self.tail + len(block) > self.max_line:  # a line may pass the cap here: look at each line (rare)
             yield from self._feed_lines(block)
             return
-        self.pending.append(block)
-        self.size += len(block)
-        cut = block.rfind(b"\n") + 1
+        at = self.size
+        self._write(block)
+        newlines = np.flatnonzero(np.frombuffer(block, np.uint8) == 10)
+        if self.newlines is not None and len(newlines):
+            self.newlines.append(newlines + at)
+        cut = int(newlines[-1]) + 1 if len(newlines) else 0
         self.tail = self.tail + len(block) if cut == 0 else len(block) - cut
-        if self.size >= CHUNK_BYTES and cut:
-            yield LineChunk(b"".join([*self.pending[:-1], block[:cut]]))
-            self.pending, self.size = [block[cut:]], len(block) - cut
+        if self.size >= CHUNK_BYTES and self.size > self.tail:
+            yield from self._take()
 
     def _feed_lines(self, block: bytes) -> Iterator[LineChunk]:
-        start = 0
+        start, self.newlines = 0, None
         while (end := block.find(b"\n", start)) >= 0:
             length = self.tail + end - start
             if length > self.max_line:
-                yield LineChunk(self._take_whole_lines(), length)
+                yield from self._take(long_line=length)
+                self.newlines = None  # of the new buffer: lines written here are not counted
             else:
-                self.pending.append(block[start:end + 1])
-                self.size += end + 1 - start
+                self._write(block[start:end + 1])
                 self.tail = 0
             start = end + 1
         rest = len(block) - start
         if self.tail + rest > self.max_line:
             self.skipped = self.tail + rest
-            if whole := self._take_whole_lines():
-                yield LineChunk(whole)
+            yield from self._take(long_line=None, drop_open=True)
+            self.newlines = None
         elif rest:
-            self.pending.append(block[start:])
-            self.size += rest
+            self._write(block[start:])
             self.tail += rest
         if self.size - self.tail >= CHUNK_BYTES:
-            data = b"".join(self.pending)
-            cut = len(data) - self.tail
-            self.pending, self.size = [data[cut:]], self.tail
-            yield LineChunk(data[:cut])
+            yield from self._take()
 
-    def _take_whole_lines(self) -> bytes:
-        """The whole lines held; the open line's bytes are dropped."""
-        data = b"".join(self.pending)
-        whole = data[:len(data) - self.tail]
-        self.pending, self.size, self.tail = [], 0, 0
-        return whole
+    def _write(self, data: bytes) -> None:
+        end = self.size + len(data)
+        self.buffer[self.size:end] = data
+        self.size = end
+
+    def _take(self, long_line: int | None = None, drop_open: bool = False) -> Iterator[LineChunk]:
+        """The whole lines held as a chunk (with the long line after them, whose bytes are dropped; or dropping the
+        open line's bytes), then the open line's bytes move to a new buffer."""
+        cut = self.size - self.tail
+        if long_line is not None or drop_open:
+            self.size, self.tail = cut, 0
+        if cut == 0:
+            if long_line is not None:
+                yield LineChunk(b"", long_line)
+            return
+        yield LineChunk(self.buffer[:cut], long_line, *self._line_facts(cut))
+        open_bytes = bytes(self.buffer[cut:self.size])  # before the new buffer: it may be this one again
+        self.buffer, self.size, self.newlines = self.buffers(), 0, []
+        self._write(open_bytes)
+
+    def _line_facts(self, cut: int) -> tuple[int | None, bool]:
+        """LineChunk.lines and .braced of the chunk buffer[:cut]."""
+        if self.newlines is None:
+            return None, False
+        newlines = np.concatenate(self.newlines) if self.newlines else np.empty(0, np.int64)
+        data = np.frombuffer(self.buffer, np.uint8, cut)
+        braced = data[0] == 123 and (data[newlines - 1] == 125).all() and (data[newlines[:-1] + 1] == 123).all()
+        return len(newlines), bool(braced)
 
     def finish(self) -> Iterator[LineChunk]:
         if self.skipped is not None:  # the last line, over the cap, had no newline
             yield LineChunk(b"", self.skipped)
-        data = b"".join(self.pending)
-        if data:
-            yield LineChunk(data if data.endswith(b"\n") else data + b"\n")
+        if self.tail:
+            if self.newlines is not None:
+                self.newlines.append(np.array([self.size]))
+            self._write(b"\n")
+            self.tail = 0
+        yield from self._take()
 
-    def cut_off(self) -> tuple[bytes, int]:
-        """At damage: the whole lines still held, and the length of the open line the damage cut."""
-        open_line = self.tail if self.skipped is None else self.skipped
-        return self._take_whole_lines(), open_line
+    def open_line(self) -> int:
+        """The length of the line that is open (read in part)."""
+        return self.tail if self.skipped is None else self.skipped
+
+    def cut_off(self) -> Iterator[LineChunk]:
+        """At damage: the whole lines still held; the open line's bytes are dropped."""
+        yield from self._take(drop_open=True)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
 # Decoding in a second process
 
 # One zstd frame is decoded on one core, and parsing the lines takes another core's worth of work, under the GIL: a
-# thread could not decode beside it. So a second process runs read_line_chunks and copies each chunk into one of a
-# few slots of memory shared with this one, while this one parses the chunk before; a pipe each way says which slot
-# is full and which is free again. Small files are decoded here: the process costs ~0.1 s to start.
+# thread could not decode beside it. So a second process runs read_line_chunks with one of a few slots of memory
+# shared with this one as each chunk's buffer (each decoded block is copied once, into the slot, while it is in
+# cache), while this one parses the chunk before; a pipe each way says which slot is full and which is free again.
+# Small files are decoded here: the process costs ~0.1 s to start.
 SEPARATE_PROCESS_MIN_BYTES = 1 << 20  # compressed
 _SLOTS = 3  # one being parsed, one being filled, one ready
-_HEADER = struct.Struct("<BBQq")  # message kind, slot, length of the data, long_line (-1: none)
-_IN_SLOT, _INLINE, _DAMAGED, _UNREADABLE, _END = range(5)  # _INLINE: the data follows on the pipe (no slot fits it)
+_HEADER = struct.Struct("<BBQqq?")  # message kind, slot, length of the data, long_line, lines (-1: none), braced
+_IN_SLOT, _INLINE, _DAMAGED, _UNREADABLE, _END = range(5)  # _INLINE: the data follows on the pipe (a long line only)
 
 
 def line_chunks(path: Path, max_line: int, separate_process: bool) -> Iterator[LineChunk]:
@@ -308,7 +356,7 @@ def line_chunks(path: Path, max_line: int, separate_process: bool) -> Iterator[L
 
 
 def _chunks_from_process(path: Path, max_line: int) -> Iterator[LineChunk]:
-    slot_bytes = CHUNK_BYTES + max_line + _BLOCK_BYTES + 1  # the largest chunk _Lines makes; larger ones go inline
+    slot_bytes = buffer_bytes(max_line)
     # memfd: shared memory that is freed with its last user; elsewhere an unlinked temporary file does the same
     fd = os.memfd_create("dump-chunks") if hasattr(os, "memfd_create") else os.dup(tempfile.TemporaryFile().fileno())
     try:
@@ -325,10 +373,11 @@ def _chunks_from_process(path: Path, max_line: int) -> Iterator[LineChunk]:
     done = False
     try:
         while True:
-            kind, slot, length, long_line = _HEADER.unpack(_read_exactly(decoder, _HEADER.size))
+            kind, slot, length, long_line, lines, braced = _HEADER.unpack(_read_exactly(decoder, _HEADER.size))
             long = None if long_line < 0 else long_line
             if kind == _IN_SLOT:
-                yield LineChunk(shared[slot * slot_bytes:slot * slot_bytes + length], long)
+                yield LineChunk(shared[slot * slot_bytes:slot * slot_bytes + length], long, None if lines < 0 else lines,
+                                braced)
                 with contextlib.suppress(BrokenPipeError):  # a decoder that is done reads no more
                     decoder.stdin.write(bytes([slot]))  # parsed: the decoder may fill it again
             elif kind == _INLINE:
@@ -367,26 +416,30 @@ def serve_line_chunks() -> None:
     """The decoder process: argv = path, max_line, slot_bytes, chunk_bytes, fd of the shared slots."""
     global CHUNK_BYTES
     path, (max_line, slot_bytes, CHUNK_BYTES, fd) = Path(sys.argv[1]), map(int, sys.argv[2:])
-    shared = mmap.mmap(fd, _SLOTS * slot_bytes)
+    shared = memoryview(mmap.mmap(fd, _SLOTS * slot_bytes))
     out, freed = sys.stdout.buffer, sys.stdin.buffer
-    free = list(range(_SLOTS))
+    free, filling = list(range(_SLOTS)), [0]  # filling: the slot _Lines writes into, where its next chunk lies
 
-    def send(kind: int, data: bytes = b"", slot: int = 0, long_line: int | None = None, inline: bool = True) -> None:
-        out.write(_HEADER.pack(kind, slot, len(data), -1 if long_line is None else long_line))
+    def next_slot() -> memoryview:
+        if not free:
+            free.append(_wait_for_free_slot(freed))
+        filling[0] = slot = free.pop()
+        return shared[slot * slot_bytes:(slot + 1) * slot_bytes]
+
+    def send(kind: int, data: bytes = b"", slot: int = 0, long_line: int | None = None, inline: bool = True,
+             lines: int | None = None, braced: bool = False) -> None:
+        out.write(_HEADER.pack(kind, slot, len(data), -1 if long_line is None else long_line,
+                               -1 if lines is None else lines, braced))
         if inline:
             out.write(data)
         out.flush()
 
     try:
-        for chunk in read_line_chunks(path, max_line):
-            if not chunk.data or len(chunk.data) > slot_bytes:
-                send(_INLINE, chunk.data, long_line=chunk.long_line)
-                continue
-            if not free:
-                free.append(_wait_for_free_slot(freed))
-            slot = free.pop()
-            shared[slot * slot_bytes:slot * slot_bytes + len(chunk.data)] = chunk.data
-            send(_IN_SLOT, chunk.data, slot, chunk.long_line, inline=False)
+        for chunk in read_line_chunks(path, max_line, next_slot):
+            if chunk.data:  # in the slot being filled, which the reader frees once it has parsed it
+                send(_IN_SLOT, chunk.data, filling[0], chunk.long_line, False, chunk.lines, chunk.braced)
+            else:
+                send(_INLINE, b"", long_line=chunk.long_line)
     except DumpDamaged as damage:
         send(_DAMAGED, json.dumps({"offset": damage.offset, "size": damage.size, "cause": damage.cause,
                                    "check": damage.check, "open_line": damage.open_line}).encode())

@@ -35,10 +35,13 @@ dumps and some re-exports write `created_utc` that way; values outside int64 are
 with a duplicated top-level key are undefined input.
 
 Speed: a second process decompresses and cuts the stream into chunks of whole lines (gptcore/corpus/dump_lines.py,
-which also bounds memory against lines and blocks that decode to gigabytes) in memory shared with this one, which
-classifies the chunk before meanwhile. msgspec reads each chunk's lines into the eight fields the rules need, skipping
-the rest without building it, and checks their types; numpy applies the record-level rules (self post, date range,
-NSFW, low score) to the whole chunk at once. Lines that do not decode as a plainly typed record go through
+which also bounds memory against lines and blocks that decode to gigabytes), writing them straight into memory shared
+with this one, which classifies the chunk before meanwhile; it also counts each chunk's lines and checks that each is
+one `{...}`. Such a chunk is read by msgspec as one stream into the eight fields the rules need, skipping the rest
+without building it, and checking their types; it counts as read line by line when it yields one record per line
+(LineChunk.braced says why that is exact: else two records on one line and one record over two lines could pass for
+two lines). numpy applies the record-level rules (self post, date range, NSFW, low score) to the whole chunk at once.
+Other chunks are read line by line, and lines that do not decode as a plainly typed record go through
 `classify_record`, the reference implementation of the rules, one line at a time; the few candidate links go through
 the same URL checks, with one verdict per distinct URL (cached). The one difference from orjson + classify_record: a
 number beyond the float range (1e400, valid JSON that orjson refuses) in a field the rules do not read leaves the
@@ -50,6 +53,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import operator
 import os
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -271,6 +275,7 @@ _PLAIN = msgspec.json.Decoder(_PlainRecord)
 _NOT_PLAIN = (msgspec.DecodeError, msgspec.ValidationError, RecursionError)  # RecursionError: nested > ~1000 deep
 # classify_record's record-level reasons in its order, by code (0: none, the URL rules decide)
 _RECORD_REASONS = pa.array(["", "self_post", "out_of_date_range", "nsfw", "low_score"])
+_ID, _SCORE, _CREATED, _IS_SELF, _OVER_18 = map(operator.attrgetter, ("id", "score", "created_utc", "is_self", "over_18"))
 
 
 @dataclass
@@ -362,24 +367,29 @@ def _reject_table(reasons: pa.Table, input_name: str) -> pa.Table:
 
 def _classify_chunk(chunk: LineChunk, input_name: str, config: LinkFilterConfig) -> _Decisions:
     """Classify every line of the chunk, and reject the too-long line after them, if any."""
-    decisions = _classify_chunk_lines(chunk.data, input_name, config) if chunk.data else _Decisions(input_name)
+    decisions = _classify_chunk_lines(chunk, input_name, config) if chunk.data else _Decisions(input_name)
     if chunk.long_line is not None:
         decisions.add_long_line(chunk.long_line, config.max_line_bytes)
     return decisions.compact()
 
 
-def _classify_chunk_lines(data: bytes | memoryview, input_name: str, config: LinkFilterConfig) -> _Decisions:
-    """All lines at once when every line is a plain record (the common case); else line by line."""
-    decisions = _Decisions(input_name, int(np.count_nonzero(np.frombuffer(data, np.uint8) == 10)))
-    # msgspec checks the UTF-8 of the fields it reads, not of those it skips: check it all first, as orjson would.
-    try:
-        pa.LargeStringArray.from_buffers(1, pa.py_buffer(np.array([0, len(data)], np.int64)),
-                                         pa.py_buffer(data)).validate(full=True)
-        records = _PLAIN.decode_lines(data)  # skips blank lines, which are not records
-    except (pa.ArrowInvalid, *_NOT_PLAIN):
-        _classify_lines_one_by_one(data, decisions, config)
-        return decisions
-    _decide_plain_records(records, range(len(records)), decisions, config)  # no line numbers needed: all have ids
+def _classify_chunk_lines(chunk: LineChunk, input_name: str, config: LinkFilterConfig) -> _Decisions:
+    """All lines at once when each line is one plain record (the common case); else line by line."""
+    data = chunk.data
+    n_lines = chunk.lines if chunk.lines is not None else int(np.count_nonzero(np.frombuffer(data, np.uint8) == 10))
+    decisions = _Decisions(input_name, n_lines)
+    if chunk.braced:  # then n_lines records from decode_lines are one per line (LineChunk.braced)
+        # msgspec checks the UTF-8 of the fields it reads, not of those it skips: check it all first, as orjson would.
+        try:
+            pa.LargeStringArray.from_buffers(1, pa.py_buffer(np.array([0, len(data)], np.int64)),
+                                             pa.py_buffer(data)).validate(full=True)
+            records = _PLAIN.decode_lines(data)
+        except (pa.ArrowInvalid, *_NOT_PLAIN):
+            records = None
+        if records is not None and len(records) == n_lines:
+            _decide_plain_records(records, range(n_lines), decisions, config)  # all have ids: no line numbers needed
+            return decisions
+    _classify_lines_one_by_one(data, decisions, config)
     return decisions
 
 
@@ -405,15 +415,15 @@ def _decide_plain_records(records: list[_PlainRecord], positions, decisions: _De
     few that pass them. positions[i] orders records[i] among the chunk's lines."""
     n = len(records)
     decisions.records += n
-    score = np.fromiter([r.score for r in records], np.int64, n)
-    created = np.fromiter([r.created_utc for r in records], np.int64, n)
+    score = np.fromiter(map(_SCORE, records), np.int64, n)
+    created = np.fromiter(map(_CREATED, records), np.int64, n)
     out_of_range = np.zeros(n, np.bool_)
     if config.start_utc is not None:
         out_of_range |= created < config.start_utc
     if config.end_utc is not None:
         out_of_range |= created >= config.end_utc
-    nsfw = np.fromiter([r.over_18 is True for r in records], np.bool_, n) & (not config.allow_nsfw)
-    is_self = np.fromiter([r.is_self is True for r in records], np.bool_, n)
+    nsfw = np.fromiter(map(_OVER_18, records), np.bool_, n) & (not config.allow_nsfw)  # None (null): False
+    is_self = np.fromiter(map(_IS_SELF, records), np.bool_, n)
     code = np.select([is_self, out_of_range, nsfw, score < config.min_score], [1, 2, 3, 4], 0)  # the first that holds
     rejected = pa.array(np.flatnonzero(code))
     reason_code = pa.array(code).take(rejected)
@@ -422,7 +432,7 @@ def _decide_plain_records(records: list[_PlainRecord], positions, decisions: _De
     date_text = pc.binary_join_element_wise("created_utc ", pc.cast(pa.array(created).take(rejected), pa.string()),
                                             f" outside {config.range_text}", "")
     decisions.reject_tables.append(pa.table({
-        "item": pa.array([r.id for r in records], pa.string()).take(rejected),
+        "item": pa.array(list(map(_ID, records)), pa.string()).take(rejected),
         "reason": _RECORD_REASONS.take(reason_code),
         "detail": pc.if_else(pc.equal(reason_code, 4), score_text, pc.if_else(pc.equal(reason_code, 2), date_text, "")),
     }, schema=_REASON_SCHEMA))
