@@ -1,10 +1,13 @@
-"""A threaded loopback web site for tests: routes map a path to a handler; hits and requests in flight are counted."""
+"""A threaded loopback web site for tests: routes map a path to a handler; hits and requests in flight are counted.
+And RecordingBackend, a network that only records where a client tried to connect."""
 from __future__ import annotations
 
 import threading
 from collections import Counter
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import httpcore
 
 Route = Callable[["Handler"], None]
 
@@ -76,3 +79,14 @@ class Site:
         self.release.set()
         self._server.shutdown()
         self._server.server_close()
+
+
+class RecordingBackend(httpcore.AsyncNetworkBackend):
+    """Stands in for the real network: remembers where it was asked to connect."""
+
+    def __init__(self) -> None:
+        self.connected_to: list[str] = []
+
+    async def connect_tcp(self, host, port, timeout=None, local_address=None, socket_options=None):
+        self.connected_to.append(host)
+        raise httpcore.ConnectError("recording only")

@@ -16,7 +16,7 @@ import pytest
 from gptcore.corpus.fetch import ERROR_CODES, FETCH_LOG_SCHEMA, USER_AGENT, FetchConfig, fetch_to_warc
 from gptcore.corpus.netguard import AddressPolicy, BlockedAddressError, GuardedNetworkBackend, block_reason
 from gptcore.corpus.warc import read_warc
-from tests.loopback_site import Handler, Route, Site
+from tests.loopback_site import Handler, RecordingBackend, Route, Site
 
 HTML = b"<html><head><title>t</title></head><body><p>Hello from the loopback web.</p></body></html>"
 LOOPBACK_ONLY = ("127.0.0.1",)
@@ -372,17 +372,6 @@ def test_a_host_listed_in_allow_hosts_may_use_a_private_address(site, tmp_path):
 )
 def test_block_reason_names_what_makes_an_address_non_public(address, reason):
     assert block_reason(ipaddress.ip_address(address)) == reason
-
-
-class RecordingBackend(httpcore.AsyncNetworkBackend):
-    """Stands in for the real network: remembers where it was asked to connect."""
-
-    def __init__(self) -> None:
-        self.connected_to: list[str] = []
-
-    async def connect_tcp(self, host, port, timeout=None, local_address=None, socket_options=None):
-        self.connected_to.append(host)
-        raise httpcore.ConnectError("recording only")
 
 
 def test_guard_refuses_before_opening_any_connection():

@@ -23,7 +23,7 @@ from gptcore.corpus import netguard
 from gptcore.corpus.fetch import FetchConfig, fetch_to_warc
 from gptcore.corpus.netguard import AddressPolicy, BlockedAddressError, GuardedNetworkBackend
 from gptcore.corpus.robots import ROBOTS_SCHEMA, RobotsStore, RobotsStoreError, crawl_delay_seconds, robots_table
-from tests.loopback_site import Site
+from tests.loopback_site import RecordingBackend, Site
 
 HTML = b"<html><body><p>Hello from a paced site.</p></body></html>"
 GAP_TOLERANCE_S = 0.05
@@ -254,17 +254,6 @@ def test_each_host_is_resolved_once_however_many_connections_it_gets(site, tmp_p
 
     assert [r["error"] for r in rows] == [None] * 12, details(rows)
     assert lookups == {("127.0.0.1", site.port): 1, ("localhost", site.port): 1}
-
-
-class RecordingBackend(httpcore.AsyncNetworkBackend):
-    """Stands in for the real network: remembers where it was asked to connect."""
-
-    def __init__(self) -> None:
-        self.connected_to: list[str] = []
-
-    async def connect_tcp(self, host, port, timeout=None, local_address=None, socket_options=None):
-        self.connected_to.append(host)
-        raise httpcore.ConnectError("recording only")
 
 
 def test_cached_addresses_are_the_vetted_ones_and_a_refused_host_is_vetted_again_each_time(monkeypatch):
