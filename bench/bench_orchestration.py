@@ -8,6 +8,10 @@ configuration: seconds per task run (the wall time of run_tasks inside the flow,
 CPU seconds per task run, its peak RSS, and the orchestration overhead as a fraction of a shard's own work for
 given seconds per link (``--seconds-per-link``: fetch + extract per link, e.g. from bench_scale.py) and shard sizes.
 
+It also times what the UI's run page asks for first (the run, its graph, its task-run count) and counts the graph's
+nodes: Prefect refuses a graph of more than 10,000 nodes, which is why ``run_tasks`` batches a step of more than
+``MAX_TASK_RUNS`` calls (``--max-task-runs 1000000`` shows the page without the batching).
+
 Run: .venv/bin/python bench/bench_orchestration.py [--tasks 200 1000] [--runners local dask] [--seconds-per-link 0.01]
 """
 from __future__ import annotations
@@ -84,6 +88,9 @@ def main() -> None:
     parser.add_argument("--seconds-per-link", type=float, default=0.01,
                         help="a shard's own work per link (fetch + extract), for the overhead fraction")
     parser.add_argument("--shard-sizes", type=int, nargs="+", default=[100, 1000])
+    parser.add_argument("--max-task-runs", type=int, default=None,
+                        help="run_tasks' batching threshold (default flows.runners.MAX_TASK_RUNS; a huge value: one "
+                             "task run per shard)")
     args = parser.parse_args()
 
     home = OUT / "prefect"
@@ -94,19 +101,24 @@ def main() -> None:
     finally:
         os.killpg(server.pid, 15)
         server.wait(timeout=30)
-    print(f"\n{'runner':<7} {'tasks':>6} {'s/task':>8} {'server CPU s/task':>18} {'server peak RSS':>16}  "
+    print(f"\n{'runner':<7} {'tasks':>6} {'task runs':>9} {'s/task':>8} {'server CPU s/task':>18} "
+          f"{'server peak RSS':>16} {'run page s':>10} {'graph nodes':>11}  "
           + "  ".join(f"overhead @{size} links/shard" for size in args.shard_sizes))
     for row in rows:
         fractions = "  ".join(f"{row['s_per_task'] / (size * args.seconds_per_link):>26.2%}" for size in args.shard_sizes)
-        print(f"{row['runner']:<7} {row['tasks']:>6} {row['s_per_task']:>8.4f} {row['server_cpu_per_task']:>18.4f} "
-              f"{row['server_rss_mb']:>13.0f} MB  {fractions}")
+        graph = row["graph_nodes"] if row["graph_nodes"] is not None else f"HTTP {row['graph_status']}"
+        print(f"{row['runner']:<7} {row['tasks']:>6} {row['task_runs']:>9} {row['s_per_task']:>8.4f} "
+              f"{row['server_cpu_per_task']:>18.4f} {row['server_rss_mb']:>13.0f} MB {row['page_s']:>10.2f} "
+              f"{graph!s:>11}  {fractions}")
     print(f"(a shard's own work taken as {args.seconds_per_link} s per link)")
 
 
 def measure(args, probe: ServerProbe) -> list[dict]:
     from prefect import flow, task
 
-    from flows.runners import run_tasks, shard_runner
+    from flows.runners import MAX_TASK_RUNS, run_tasks, shard_runner
+
+    max_task_runs = args.max_task_runs or MAX_TASK_RUNS
 
     @task(name="bench-shard")
     def shard(work: str, shard: int) -> int:
@@ -117,7 +129,7 @@ def measure(args, probe: ServerProbe) -> list[dict]:
         """The time the shard tasks take inside the flow (the cluster already started)."""
         with shard_runner(runner_name, None, OUT, 2) as runner:
             start = time.perf_counter()
-            run_tasks(runner, shard, [{"work": str(OUT), "shard": s} for s in range(n)])
+            run_tasks(runner, shard, [{"work": str(OUT), "shard": s} for s in range(n)], max_task_runs=max_task_runs)
             return time.perf_counter() - start
 
     rows = []
@@ -126,16 +138,41 @@ def measure(args, probe: ServerProbe) -> list[dict]:
         for n in args.tasks:
             cpu_before = probe.cpu_s()
             probe.peak_rss = 0
-            seconds = stage(runner_name, n)
+            state = stage(runner_name, n, return_state=True)
+            seconds = state.result()
             rows.append({"runner": runner_name, "tasks": n, "s_per_task": seconds / n,
                          "server_cpu_per_task": (probe.cpu_s() - cpu_before) / n,
-                         "server_rss_mb": probe.peak_rss / 2**20})
+                         "server_rss_mb": probe.peak_rss / 2**20,
+                         **run_page(state.state_details.flow_run_id, n)})
             print(f"{runner_name}: {n} tasks in {seconds:.1f} s", flush=True)
     from prefect.logging.handlers import APILogWorker
 
     APILogWorker.drain_all()  # the flows' last log lines reach the server before it stops
     probe.stop()
     return rows
+
+
+def run_page(flow_run_id, calls: int) -> dict:
+    """What the UI's flow-run page asks for first, timed: the run, its graph (a node per task run), the task-run count.
+
+    Task runs reach the server as events, recorded a moment later: wait until the count stops growing first."""
+    import httpx
+
+    api = f"http://127.0.0.1:{PORT}/api"
+    count_query = {"flow_runs": {"id": {"any_": [str(flow_run_id)]}}}
+    with httpx.Client(timeout=300) as client:
+        last, count = -1, 0
+        while count != last:
+            time.sleep(2)
+            last, count = count, client.post(f"{api}/task_runs/count", json=count_query).json()
+        start = time.perf_counter()
+        client.get(f"{api}/flow_runs/{flow_run_id}").raise_for_status()
+        graph = client.get(f"{api}/flow_runs/{flow_run_id}/graph-v2")
+        client.post(f"{api}/task_runs/count", json=count_query).raise_for_status()
+        seconds = time.perf_counter() - start
+    nodes = len(graph.json()["nodes"]) if graph.status_code == 200 else None
+    return {"task_runs": count, "graph_nodes": nodes, "page_s": seconds,
+            "graph_status": graph.status_code if graph.status_code != 200 else ""}
 
 
 if __name__ == "__main__":

@@ -65,12 +65,36 @@ def shard_runner(task_runner: str, dask_address: str | None, work: Path, workers
         yield runner
 
 
-def run_tasks(runner: TaskRunner | None, task: Task, calls: list[dict[str, Any]]) -> list[Any]:
-    """Run ``task`` once per keyword-argument dict; results in the order of ``calls``, the first failure raised."""
+# Prefect's run page draws every task run of a flow run as a node of its graph and refuses a graph of more than
+# PREFECT_SERVER_FLOW_RUN_GRAPH_MAX_NODES (10,000 by default). At WebText scale build-corpus has ~45k shards per
+# step, so a step with more calls than this runs them in batches: a stage's few steps stay under that limit.
+MAX_TASK_RUNS = 2000
+
+
+def run_tasks(runner: TaskRunner | None, task: Task, calls: list[dict[str, Any]],
+              max_task_runs: int = MAX_TASK_RUNS) -> list[Any]:
+    """Run ``task`` once per keyword-argument dict; results in the order of ``calls``, the first failure raised.
+
+    More than ``max_task_runs`` calls become at most that many task runs of ``<task name>-batch``, each running a
+    slice of consecutive calls in order (with the task's retries): the results are the same, call for call.
+    """
+    if len(calls) > max_task_runs:
+        size = -(-len(calls) // max_task_runs)
+        batches = [{"calls": calls[start:start + size]} for start in range(0, len(calls), size)]
+        return [result for batch in run_tasks(runner, _batch_task(task), batches, max_task_runs) for result in batch]
     if runner is None:
         return [task(**call) for call in calls]
     futures = [runner.submit(task, parameters=call) for call in calls]
     return [future.result() for future in futures]
+
+
+def _batch_task(task: Task) -> Task:
+    """A task that runs ``task``'s function once per call of a slice, in order."""
+    def run_batch(calls: list[dict[str, Any]]) -> list[Any]:
+        return [task.fn(**call) for call in calls]
+
+    return Task(run_batch, name=f"{task.name}-batch", retries=task.retries,
+                retry_delay_seconds=task.retry_delay_seconds)
 
 
 def _read_probe(path: str) -> str | None:

@@ -5,6 +5,7 @@ import html
 import io
 import json
 import pydoc
+import time
 from pathlib import Path
 
 import pytest
@@ -99,6 +100,37 @@ def test_dask_without_an_address_starts_a_temporary_local_cluster(tokenizer_root
     local = tokenize(version="k2-local", **options)
     on_dask = tokenize(version="k2-dask", task_runner="dask", workers=2, **options)
     assert shard_bytes(on_dask) == shard_bytes(local)
+
+
+def test_more_calls_than_the_task_run_limit_run_in_batches_with_the_same_results(dask_address, tmp_path,
+                                                                                 prefect_harness):
+    from prefect import flow, task
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+    from prefect.events.worker import EventsWorker
+
+    from flows.runners import run_tasks, shard_runner
+
+    @task(name="square")
+    def square(x: int) -> int:
+        return x * x
+
+    @flow(name="batched-squares")
+    def squares(task_runner: str, address: str | None) -> list[int]:
+        with shard_runner(task_runner, address, tmp_path, 2) as runner:
+            return run_tasks(runner, square, [{"x": x} for x in range(7)], max_task_runs=3)
+
+    for task_runner, address in (("local", None), ("dask", dask_address)):
+        state = squares(task_runner, address, return_state=True)
+        assert state.result() == [x * x for x in range(7)], task_runner
+        EventsWorker.drain_all()
+        runs, deadline = [], time.monotonic() + 60
+        with get_client(sync_client=True) as client:
+            while len(runs) < 3 and time.monotonic() < deadline:  # the server records task runs from their events
+                time.sleep(0.2)
+                runs = client.read_task_runs(flow_run_filter=FlowRunFilter(
+                    id=FlowRunFilterId(any_=[state.state_details.flow_run_id])))
+        assert sorted(r.name.rsplit("-", 1)[0] for r in runs) == ["square-batch"] * 3, [r.name for r in runs]
 
 
 def test_unknown_runner_or_an_address_without_dask_is_refused():
