@@ -258,3 +258,13 @@ def test_tasks_come_from_held_out_pages_with_train_and_test_from_different_pages
         "test answers are sentences of the test pages"
     for name, words in (("next_train", train_words), ("next_test", test_words)):  # distractors too
         assert all(" ".join(c.split()) in words for r in read[name] for c in r["choices"]), f"{name}: other pages"
+
+
+def test_the_summary_gives_an_accuracy_its_standard_error_and_distance_from_chance():
+    from flows.app.demo import above_chance
+
+    assert above_chance({"accuracy": 0.4, "n": 100}, 0.25) == \
+        " (chance 0.25; 0.400 ± 0.049 over 100 items, 3.1 SE above)"
+    assert above_chance({"acc": 0.25, "examples": 48, "chance": 0.25}, 0.25).endswith("0.0 SE above)")
+    assert above_chance({"perplexity": 12.0}, 0.25) == " (chance 0.25)"
+    assert above_chance({"accuracy": 0.4, "n": 100}, None) == ""

@@ -10,6 +10,7 @@ version ``demo``; a second demo reuses what exists.
 """
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 
@@ -71,18 +72,34 @@ def eval_summary(root, version: str) -> str:
     from flows.evaluate import read_results  # imports Prefect (see above)
 
     results = read_results(root, version)
+    # A fine-tuned head's metrics carry no chance level; a zero-shot task on the same file (same sha256) has it.
+    chance_of_file = {results["tasks"][name]["sha256"]: task["metrics"]["chance"]
+                      for run in results["runs"].values() for name, task in run["tasks"].items()
+                      if "chance" in task["metrics"]}
     lines = [f"eval {version}:"]
     for label, run in results["runs"].items():
         ppl = run["perplexity"]
         lines.append(f"  {label}: validation perplexity {ppl['perplexity']:.1f}, {ppl['bits_per_byte']:.3f} bits/byte")
         for name, task in run["tasks"].items():
-            shown = {k: v for k, v in task["metrics"].items() if isinstance(v, float) and k != "chance"}
-            chance = task["metrics"].get("chance")
+            metrics = task["metrics"]
+            shown = {k: v for k, v in metrics.items() if isinstance(v, float) and k != "chance"}
+            chance = metrics.get("chance", chance_of_file.get(results["tasks"][name]["sha256"]))
             overlap = (task.get("contamination") or {}).get("fraction_ngrams_found")
             lines.append(f"    {name}: " + ", ".join(f"{k} {v:.3f}" for k, v in list(shown.items())[:4])
-                         + (f" (chance {chance:.2f})" if chance is not None else "")
+                         + above_chance(metrics, chance)
                          + (f"; 8-gram overlap with pretraining {overlap:.3f}" if overlap is not None else ""))
     return "\n".join(lines)
+
+
+def above_chance(metrics: dict, chance: float | None) -> str:
+    """The chance level and the accuracy's distance from it in binomial standard errors, for a summary line."""
+    if chance is None:
+        return ""
+    accuracy, n = metrics.get("acc", metrics.get("accuracy")), metrics.get("examples", metrics.get("n"))
+    if accuracy is None or not n:
+        return f" (chance {chance:.2f})"
+    se = math.sqrt(max(accuracy * (1 - accuracy), 1e-12) / n)
+    return f" (chance {chance:.2f}; {accuracy:.3f} ± {se:.3f} over {n} items, {(accuracy - chance) / se:.1f} SE above)"
 
 
 SUMMARIES = {"corpus": corpus_summary, "tokenizer": tokenizer_summary, "tokens": tokens_summary, "runs": run_summary}
