@@ -93,7 +93,10 @@ def served_demo_inputs(folder: Path, host: str, n_pages: int) -> Iterator[dict]:
             DemoServer(folder / "site", webhosts.SLOW_PORT, delay_s=5.0, host=host) as slow:
         dump, texts = prepare_inputs(folder, server.base_url, slow.base_url, pages)
         params = demo_parameters(dump, texts)
-        yield {"dump": dump, "texts": texts, "params": params | {"fetch": params["fetch"] | {"allow_hosts": [host]}}}
+        # One retry (the flaky endpoint needs it), after a short wait: the slow and failing endpoints then cost
+        # seconds, not the demo's 9-17 s per URL, and a build waits for its slowest URL.
+        fetch = params["fetch"] | {"allow_hosts": [host], "retries": 1, "backoff_base_s": 0.05}
+        yield {"dump": dump, "texts": texts, "params": params | {"fetch": fetch}}
 
 
 # --- tokenizers and token folders ---------------------------------------------------------------------------
