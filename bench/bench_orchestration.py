@@ -143,7 +143,7 @@ def measure(args, probe: ServerProbe) -> list[dict]:
             rows.append({"runner": runner_name, "tasks": n, "s_per_task": seconds / n,
                          "server_cpu_per_task": (probe.cpu_s() - cpu_before) / n,
                          "server_rss_mb": probe.peak_rss / 2**20,
-                         **run_page(state.state_details.flow_run_id, n)})
+                         **run_page(state.state_details.flow_run_id)})
             print(f"{runner_name}: {n} tasks in {seconds:.1f} s", flush=True)
     from prefect.logging.handlers import APILogWorker
 
@@ -152,7 +152,7 @@ def measure(args, probe: ServerProbe) -> list[dict]:
     return rows
 
 
-def run_page(flow_run_id, calls: int) -> dict:
+def run_page(flow_run_id) -> dict:
     """What the UI's flow-run page asks for first, timed: the run, its graph (a node per task run), the task-run count.
 
     Task runs reach the server as events, recorded a moment later: wait until the count stops growing first."""
