@@ -33,6 +33,7 @@ from gptcore.checkpoint import CHECKPOINT_FILES, CheckpointError, checkpoint_in,
 from gptcore.data import unigram_entropy
 from gptcore.metrics_log import METRICS_LOG_FILE, read_metrics_log
 from gptcore.model import GPTConfig, config_from_preset
+from gptcore.runtime import release_freed_memory
 from gptcore.shards import read_index
 from gptcore.train import TrainConfig, train
 
@@ -81,6 +82,7 @@ def train_model(model_config, train_config: TrainConfig, tokens_folder: Path, ou
     with gpu_slot():
         result = train(model_config, train_config, tokens_folder, out, resume=True,
                        log=progress, verify_tokens=False)  # verified by the flow
+    release_freed_memory()  # the model, optimizer and batches are gone: the gate and manifest start from a low RSS
     progress({"step": result.step, "loss": result.loss, "val_loss": result.val_loss}, force=True)
     return _result_summary(result)
 

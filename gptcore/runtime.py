@@ -6,6 +6,8 @@ Shared by pretraining (``gptcore.train``), fine-tuning (``gptcore.finetune``), t
 """
 from __future__ import annotations
 
+import ctypes
+import gc
 import os
 from contextlib import nullcontext
 from pathlib import Path
@@ -88,3 +90,14 @@ def peak_flops(device: torch.device) -> float | None:
         return None
     name = torch.cuda.get_device_name(device)
     return next((flops for key, flops in PEAK_BF16_FLOPS.items() if key in name), None)
+
+
+def release_freed_memory() -> None:
+    """Hand the memory a finished training freed back to the OS, so that what the process runs next (a flow's gate,
+    its manifest) does not stack on top of training's peak RSS: glibc keeps freed heap pages mapped otherwise."""
+    gc.collect()
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:  # not glibc (macOS, musl): their allocators return memory differently
+        return
+    libc.malloc_trim(0)

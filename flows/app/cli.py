@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import inspect
 import json
@@ -12,6 +13,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from flows.app.stack import Stack
+from flows.app.temporary_server import temporary_server
 
 # The commands import the rest inside their functions, for two real costs: Prefect reads its settings once, on
 # import, so nothing that imports it may load before use_local_stack_if_up(); and torch takes seconds to import (the
@@ -136,10 +138,17 @@ def use_local_stack_if_up() -> None:
 def cmd_run(args: argparse.Namespace) -> None:
     # First: Prefect fixes its settings when it is first imported (prefect.context), and flows.app.stages imports it.
     use_local_stack_if_up()
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
     from flows.app.stages import load_stage
 
-    stage = load_stage(args.stage)
-    result = stage(**route_params(stage.fn, parse_params(args.param)))
+    with contextlib.ExitStack() as run_context:
+        if not PREFECT_API_URL.value():  # no API in the environment or the Prefect profile, no stack up
+            api_url = run_context.enter_context(temporary_server())
+            os.environ["PREFECT_API_URL"] = api_url  # for the processes the run starts (torchrun, Dask workers)
+            run_context.enter_context(temporary_settings({PREFECT_API_URL: api_url}))
+        stage = load_stage(args.stage)
+        result = stage(**route_params(stage.fn, parse_params(args.param)))
     print(result)
 
 
