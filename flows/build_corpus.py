@@ -74,6 +74,9 @@ def build_corpus(
     dumps, warcs, texts = list(dumps or []), list(warcs or []), list(texts or [])
     if not (dumps or warcs or texts):
         raise ValueError("build-corpus needs at least one input: dumps=[RS_*.zst …], warcs=[*.warc.gz …] or texts=[files or folders]")
+    if shard_size < 1 or (max_links is not None and max_links < 1):  # refused before any input is read
+        raise ValueError(f"shard_size={shard_size}, max_links={max_links}: a fetch shard holds at least 1 link and "
+                         f"max_links (when given) keeps at least 1; e.g. shard_size=1000, max_links=100000")
     for path in dumps + warcs + texts:
         if not Path(path).exists():
             raise FileNotFoundError(f"input {path} does not exist: check the path (relative paths are resolved from {os.getcwd()})")

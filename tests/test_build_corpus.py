@@ -269,3 +269,13 @@ def test_no_inputs_is_a_clear_error(prefect_harness):
 
     with pytest.raises(ValueError, match="at least one input"):
         build_corpus()
+
+
+@pytest.mark.parametrize("bad", [{"shard_size": 0}, {"max_links": 0}])
+def test_an_empty_shard_size_or_link_cap_is_refused_before_anything_is_read(bad, prefect_harness, tmp_path):
+    from flows.build_corpus import build_corpus
+
+    missing = tmp_path / "not-read.zst"  # not even looked for: the parameters are checked first
+    with pytest.raises(ValueError, match=f"{next(iter(bad))}=0"):
+        build_corpus(dumps=[str(missing)], data_root=str(tmp_path / "data"), **bad)
+    assert not (tmp_path / "data").exists()
