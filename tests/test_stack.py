@@ -1,10 +1,12 @@
 """The local stack for real: `gptforge up`, `prefect deployment run build-corpus/local`, lineage in the API, `gptforge down`."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -96,7 +98,13 @@ def test_gptforge_run_without_a_server_runs_on_a_temporary_one_outside_its_proce
     api = re.search(r"started a temporary Prefect server on (\S+) ", run.stderr).group(1)
     manifest = json.loads((Path(folder) / "manifest.json").read_text())
     assert manifest["counts"]["documents"] > 0 and manifest["flow_run"]["id"]
-    assert (tmp_path / "prefect" / "prefect.db").is_file()
+    with contextlib.closing(sqlite3.connect(tmp_path / "prefect" / "prefect.db")) as db:  # the server's database
+        state = db.execute("SELECT state_type FROM flow_run WHERE id = ?", (manifest["flow_run"]["id"],)).fetchone()
+        flow_logs = [m for (m,) in db.execute("SELECT message FROM log WHERE flow_run_id = ? AND task_run_id IS NULL "
+                                              "ORDER BY timestamp", (manifest["flow_run"]["id"],))]
+    assert state == ("COMPLETED",)
+    # The run's last lines were sent before the server stopped, not retried at exit against a stopped one.
+    assert flow_logs[-1] == "Finished in state Completed()" and "Error logging to API" not in run.stderr
     with pytest.raises(httpx.ConnectError):  # stopped with the run
         httpx.get(f"{api}/health", timeout=5)
 

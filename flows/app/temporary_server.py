@@ -8,7 +8,9 @@ stops when the run ends.
 """
 from __future__ import annotations
 
+import ctypes
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -32,12 +34,19 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
+def _die_with_parent() -> None:
+    """In the server's process before it runs: a `gptforge run` that is killed (SIGKILL runs no cleanup) takes its
+    server with it instead of leaving it on the database (Linux's PR_SET_PDEATHSIG)."""
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # 1: PR_SET_PDEATHSIG
+
+
 def _start(port: int, log) -> subprocess.Popen:
     # The environment Prefect gives its own temporary server (prefect.server.api.server.SubprocessASGIServer).
     env = os.environ | {"PREFECT_UI_ENABLED": "0", "PREFECT__SERVER_EPHEMERAL": "1", "PREFECT__SERVER_FINAL": "1"}
     return subprocess.Popen([sys.executable, "-m", "uvicorn", "--factory", "prefect.server.api.server:create_app",
                              "--host", HOST, "--port", str(port), "--log-level", "error", "--lifespan", "on"],
-                            env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+                            env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                            preexec_fn=_die_with_parent if sys.platform == "linux" else None)
 
 
 def _wait_healthy(proc: subprocess.Popen, api_url: str, timeout_s: float) -> bool:
@@ -85,4 +94,16 @@ def temporary_server(timeout_s: float = START_TIMEOUT_S) -> Iterator[str]:
         try:
             yield api_url
         finally:
+            _drain_prefect_clients()
             _stop(proc)
+
+
+def _drain_prefect_clients() -> None:
+    """Send the run's last log lines and events while the server still answers: Prefect's background workers would
+    otherwise flush them at exit into a stopped server and retry for minutes (its own temporary server stops after
+    them, from an atexit hook)."""
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+
+    APILogWorker.drain_all(timeout=STOP_TIMEOUT_S)
+    EventsWorker.drain_all(timeout=STOP_TIMEOUT_S)
