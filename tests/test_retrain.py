@@ -41,6 +41,8 @@ def parameters(**train) -> dict:
             "pretrain": {**PRETRAIN, "train": {**PRETRAIN["train"], **train}}}
 
 
+# Two whole build-to-evaluate cycles: ~75 s alone on 2 cores, over 300 s beside a training demo; the margin is for that.
+@pytest.mark.timeout(900)
 def test_two_cycles_promote_the_first_model_and_keep_it_against_a_worse_one(web, tmp_path, prefect_harness, capsys):
     from flows.registry import Registry
     from flows.retrain import retrain
