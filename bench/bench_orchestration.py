@@ -118,7 +118,7 @@ def main() -> None:
 def measure(args, probe: ServerProbe) -> list[dict]:
     from prefect import flow, task
 
-    from flows.runners import MAX_TASK_RUNS, run_tasks, shard_runner
+    from flows.runners import MAX_TASK_RUNS, run_tasks, shard_runner, task_runs_for
 
     max_task_runs = args.max_task_runs or MAX_TASK_RUNS
 
@@ -142,7 +142,7 @@ def measure(args, probe: ServerProbe) -> list[dict]:
             probe.peak_rss = 0
             state = stage(runner_name, n, return_state=True)
             seconds = state.result()
-            expected = n if n <= max_task_runs else len(range(0, n, -(-n // max_task_runs)))
+            expected = task_runs_for(n, max_task_runs)
             page = run_page(state.state_details.flow_run_id, expected)  # first: the server's CPU includes catching up
             rows.append({"runner": runner_name, "tasks": n, "s_per_task": seconds / n,
                          "server_cpu_per_task": (probe.cpu_s() - cpu_before) / n,

@@ -71,6 +71,16 @@ def shard_runner(task_runner: str, dask_address: str | None, work: Path, workers
 MAX_TASK_RUNS = 2000
 
 
+def batch_size(n_calls: int, max_task_runs: int = MAX_TASK_RUNS) -> int:
+    """Calls per task run when ``run_tasks`` runs ``n_calls`` calls (1: unbatched)."""
+    return max(1, -(-n_calls // max_task_runs))
+
+
+def task_runs_for(n_calls: int, max_task_runs: int = MAX_TASK_RUNS) -> int:
+    """How many task runs ``run_tasks`` creates for ``n_calls`` calls."""
+    return -(-n_calls // batch_size(n_calls, max_task_runs))
+
+
 def run_tasks(runner: TaskRunner | None, task: Task, calls: list[dict[str, Any]],
               max_task_runs: int = MAX_TASK_RUNS) -> list[Any]:
     """Run ``task`` once per keyword-argument dict; results in the order of ``calls``, the first failure raised.
@@ -79,7 +89,7 @@ def run_tasks(runner: TaskRunner | None, task: Task, calls: list[dict[str, Any]]
     slice of consecutive calls in order (with the task's retries): the results are the same, call for call.
     """
     if len(calls) > max_task_runs:
-        size = -(-len(calls) // max_task_runs)
+        size = batch_size(len(calls), max_task_runs)
         batches = [{"calls": calls[start:start + size]} for start in range(0, len(calls), size)]
         return [result for batch in run_tasks(runner, _batch_task(task), batches, max_task_runs) for result in batch]
     if runner is None:
