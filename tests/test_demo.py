@@ -243,17 +243,21 @@ def test_demo_texts_are_real_text_from_this_python(tmp_path):
 
 # --- held-out tasks ---------------------------------------------------------------------------------------------------
 
-def test_tasks_come_from_held_out_pages_with_train_and_test_from_different_pages(site, tmp_path):
-    from flows.demo.tasks import MAX_ANSWER_BYTES, held_out_texts, write_demo_tasks
+def test_test_items_come_from_held_out_pages_and_train_items_from_other_pages(site, tmp_path):
+    from flows.demo.tasks import MAX_ANSWER_BYTES, page_texts, write_demo_tasks
 
-    held = [p for p in read_site(site) if p.kind == "page"][-8:]
-    texts = held_out_texts(site, held)
-    paths = write_demo_tasks(texts, tmp_path / "tasks")
+    pages = [p for p in read_site(site) if p.kind == "page"]
+    held, linked = pages[-8:], pages[-12:-8]
+    texts, linked_texts = page_texts(site, held), page_texts(site, linked)
+    paths = write_demo_tasks(texts, tmp_path / "tasks", linked_texts)
     read = {name: [orjson.loads(line) for line in Path(path).read_text().splitlines()] for name, path in paths.items()}
     assert read["next_train"] and read["next_test"] and read["last_word"]
     assert all(len(r["choices"]) == 4 and 0 <= r["label"] < 4 for r in read["next_train"] + read["next_test"])
     assert all(len(c.encode()) <= MAX_ANSWER_BYTES for r in read["next_train"] + read["next_test"] for c in r["choices"])
-    test_words, train_words = (" ".join(" ".join(pages).split()) for pages in (texts[0::2], texts[1::2]))
+    test_words, train_words = (" ".join(" ".join(pages).split()) for pages in (texts[0::2], texts[1::2] + linked_texts))
+    linked_words = " ".join(" ".join(linked_texts).split())
+    assert any(" ".join(r["choices"][r["label"]].split()) in linked_words for r in read["next_train"]), \
+        "training items come from the linked pages too"
     assert all(" ".join(r["choices"][r["label"]].split()) in test_words for r in read["next_test"]), \
         "test answers are sentences of the test pages"
     for name, words in (("next_train", train_words), ("next_test", test_words)):  # distractors too

@@ -19,7 +19,7 @@ from flows.app.stack import Stack
 from flows.demo.dump import write_demo_dump
 from flows.demo.server import DemoServer
 from flows.demo.site import SITE_MANIFEST, build_site, read_site, write_demo_texts
-from flows.demo.tasks import held_out_texts, write_demo_tasks
+from flows.demo.tasks import page_texts, write_demo_tasks
 from flows.sample import sample_from_run
 from flows.store import DataRoot
 
@@ -147,8 +147,11 @@ def _build(stack, root) -> str:
     folder = stack.state / "demo"
     site, linked, held = _site(folder)
     tasks_dir = folder / "tasks"
-    tasks = ({p.stem: str(p) for p in tasks_dir.glob("*.jsonl")} if (tasks_dir / "last_word.jsonl").is_file()
-             else write_demo_tasks(held_out_texts(site, held), tasks_dir))
+    if (tasks_dir / "last_word.jsonl").is_file():
+        tasks = {p.stem: str(p) for p in tasks_dir.glob("*.jsonl")}
+    else:
+        linked_pages = [p for p in linked if p.kind == "page"]
+        tasks = write_demo_tasks(page_texts(site, held), tasks_dir, page_texts(site, linked_pages))
     pages_port, slow_port = demo_ports()
     with _demo_server(site, pages_port) as server, _demo_server(site, slow_port, delay_s=5.0) as slow:
         dump, texts = prepare_inputs(folder, server.base_url, slow.base_url, linked)
@@ -165,7 +168,11 @@ def _build(stack, root) -> str:
         print(SUMMARIES[stage](root.read_manifest(stage, DEMO_VERSION)))
     print(run_summary(root.read_manifest("runs", f"{DEMO_VERSION}-next-sentence")))
     print(eval_summary(root, DEMO_VERSION))
-    print("sample: " + repr(sample_from_run(root.version_url("runs", DEMO_VERSION), "The module", max_new_tokens=40)))
+    # Cooler than sample_from_run's default (0.8, top 50): over seeds 0-3, 100% of the sample's words occur in the
+    # corpus at (0.7, top 20), 82-100% at the default.
+    sample = sample_from_run(root.version_url("runs", DEMO_VERSION), "The module", max_new_tokens=40, temperature=0.7,
+                             top_k=20)
+    print("sample: " + repr(sample))
     print(f"pipeline run: {url}")
     print(f"Prefect UI: {stack.ui_url}")
     return root.version_url("eval", DEMO_VERSION)
