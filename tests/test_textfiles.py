@@ -1,10 +1,12 @@
 """Local text files as documents: whole files, chapters, blank-line blocks, and the files that cannot be used."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from gptcore.corpus.extract import decode_body
-from gptcore.corpus.records import Page, doc_id_for
+from gptcore.corpus.records import Page
 from gptcore.corpus.textfiles import iter_text_documents
 
 BOOK = """THE SILENT VALLEY
@@ -36,7 +38,7 @@ def test_one_document_per_file_with_the_original_bytes(tmp_path):
     path.write_bytes("Café crème, déjà vu.\n".encode("latin-1"))
     (page,) = iter_text_documents([str(path)])
     url = f"file://{path.absolute()}#0"
-    assert (page.url, page.doc_id, page.source, page.input) == (url, doc_id_for(url), "text", str(path.resolve()))
+    assert (page.url, page.source, page.input) == (url, "text", str(path.resolve()))
     assert page.body == path.read_bytes()
     assert page.content_type == "text/plain; charset=cp1252"
     assert texts([page]) == ["Café crème, déjà vu.\n"]
@@ -101,3 +103,17 @@ def test_missing_files_and_binary_files_become_rejects(tmp_path):
 def test_unknown_split_rule_is_an_error_naming_the_accepted_ones():
     with pytest.raises(ValueError, match="blank-lines:N"):
         list(iter_text_documents([], split="paragraph"))
+
+
+def test_ids_follow_the_file_name_and_content_not_its_folder(tmp_path):
+    """A moved or re-cloned folder keeps its document ids (hence its validation split); other files get others."""
+    def ids(folder: Path, name: str = "book.txt", text: str = BOOK) -> list[str]:
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_text(text, encoding="utf-8")
+        return [page.doc_id for page in iter_text_documents([str(folder / name)], split="chapter")]
+
+    here = ids(tmp_path / "here")
+    assert len(set(here)) == len(here) == 4
+    assert ids(tmp_path / "moved" / "elsewhere") == here
+    assert not set(ids(tmp_path / "renamed", "other.txt")) & set(here)
+    assert not set(ids(tmp_path / "edited", text=BOOK + "\nThe end.\n")) & set(here)

@@ -8,14 +8,16 @@ Split rules (`split=`):
 - "blank-lines:N": a new document starts after N or more consecutive blank (whitespace-only) lines; parts are
   numbered from 0.
 
-Every document's url is `file://<absolute path>#<part number>` (part 0 for split="file") and its doc_id is
-`doc_id_for(url)`, so ids stay stable as long as the file and the split rule do; its `input` is the file's
-`records.source_path`. Whitespace-only parts are skipped
+Every document's url is `file://<absolute path>#<part number>` (part 0 for split="file"); its doc_id is
+`doc_id_for("text:<file name>:<sha256 of the file>#<part number>")`: not the path, so a folder of books moved or
+cloned elsewhere keeps its ids, hence its validation split, while two different files never share one. Its `input`
+is the file's `records.source_path`. Whitespace-only parts are skipped
 (their numbers are not reused). Split parts are re-encoded as UTF-8. Paths that cannot be read and bytes that are
 not text in any encoding become reject rows.
 """
 from __future__ import annotations
 
+import hashlib
 import re
 from pathlib import Path
 from typing import Iterator
@@ -67,10 +69,14 @@ def _split_parts(text: str, split: str, boundary: re.Pattern[str]) -> list[str]:
     return boundary.split(text)
 
 
-def _page(path: Path, part: int, body: bytes, charset: str) -> Page:
-    url = f"file://{path}#{part}"
-    return Page(doc_id=doc_id_for(url), url=url, body=body, content_type=f"text/plain; charset={charset}",
-                source=SOURCE, input=source_path(path))
+def text_doc_id(path: Path, file_sha256: str, part: int) -> str:
+    """A text document's id: from the file's name, content and the part number, never from where the file lies."""
+    return doc_id_for(f"text:{path.name}:{file_sha256}#{part}")
+
+
+def _page(path: Path, file_sha256: str, part: int, body: bytes, charset: str) -> Page:
+    return Page(doc_id=text_doc_id(path, file_sha256, part), url=f"file://{path}#{part}", body=body,
+                content_type=f"text/plain; charset={charset}", source=SOURCE, input=source_path(path))
 
 
 def iter_text_documents(paths: list[str], split: str = "file") -> Iterator[Page | dict]:
@@ -92,10 +98,11 @@ def iter_text_documents(paths: list[str], split: str = "file") -> Iterator[Page 
             yield reject(str(path), SOURCE, "extract", "undecodable",
                          f"{path} is not text in any encoding charset_normalizer knows (binary?)", input=source_path(path))
             continue
+        digest = hashlib.sha256(body).hexdigest()
         if boundary is None:
-            yield _page(path, 0, body, charset)
+            yield _page(path, digest, 0, body, charset)
             continue
         text = body[skip:].decode(charset, errors="replace")
         for part, part_text in enumerate(_split_parts(text, split, boundary)):
             if part_text.strip():
-                yield _page(path, part, part_text.encode("utf-8"), "utf-8")
+                yield _page(path, digest, part, part_text.encode("utf-8"), "utf-8")
