@@ -279,3 +279,20 @@ def test_an_empty_shard_size_or_link_cap_is_refused_before_anything_is_read(bad,
     with pytest.raises(ValueError, match=f"{next(iter(bad))}=0"):
         build_corpus(dumps=[str(missing)], data_root=str(tmp_path / "data"), **bad)
     assert not (tmp_path / "data").exists()
+
+
+def test_copies_of_one_text_file_in_two_folders_are_one_document_and_an_exact_duplicate(demo_inputs, prefect_harness,
+                                                                                       tmp_path):
+    """Text ids come from name and content, not folder: the copy must still get its own id, for dedup to drop it."""
+    from flows.build_corpus import build_corpus
+
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+        for text in demo_inputs["params"]["texts"]:
+            shutil.copy(text, tmp_path / folder / Path(text).name)
+    out = Path(build_corpus(texts=[str(tmp_path / "a"), str(tmp_path / "b")], version="copies",
+                            process=demo_inputs["params"]["process"], data_root=str(tmp_path / "data")))
+    docs, counts = _docs(out), json.loads((out / "manifest.json").read_text())["counts"]
+    assert len(docs) == len({doc_id for doc_id, _ in docs}) == counts["documents"] > 0
+    assert _rejects(out).get("exact_duplicate") == len(docs), "each copy in b/ is rejected as a duplicate of a/'s"
+    assert counts["accounting"]["text"]["inputs"] == counts["accounting"]["text"]["kept"] + counts["accounting"]["text"]["rejected"]

@@ -1,12 +1,13 @@
 """Local text files as documents: whole files, chapters, blank-line blocks, and the files that cannot be used."""
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import pytest
 
 from gptcore.corpus.extract import decode_body
-from gptcore.corpus.records import Page
+from gptcore.corpus.records import Page, doc_id_for
 from gptcore.corpus.textfiles import iter_text_documents
 
 BOOK = """THE SILENT VALLEY
@@ -38,7 +39,9 @@ def test_one_document_per_file_with_the_original_bytes(tmp_path):
     path.write_bytes("Café crème, déjà vu.\n".encode("latin-1"))
     (page,) = iter_text_documents([str(path)])
     url = f"file://{path.absolute()}#0"
-    assert (page.url, page.source, page.input) == (url, "text", str(path.resolve()))
+    file_sha256 = hashlib.sha256(path.read_bytes()).hexdigest()
+    assert (page.url, page.doc_id, page.source, page.input) == (url, doc_id_for(f"text:book.txt:{file_sha256}#0"),
+                                                                "text", str(path.resolve()))
     assert page.body == path.read_bytes()
     assert page.content_type == "text/plain; charset=cp1252"
     assert texts([page]) == ["Café crème, déjà vu.\n"]
@@ -117,3 +120,14 @@ def test_ids_follow_the_file_name_and_content_not_its_folder(tmp_path):
     assert ids(tmp_path / "moved" / "elsewhere") == here
     assert not set(ids(tmp_path / "renamed", "other.txt")) & set(here)
     assert not set(ids(tmp_path / "edited", text=BOOK + "\nThe end.\n")) & set(here)
+
+
+def test_copies_of_one_file_in_two_folders_keep_distinct_ids(tmp_path):
+    """Same name and bytes elsewhere: distinct ids, so dedup (not an id clash) decides which copy stays."""
+    for folder in ("a", "b", "c"):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "book.txt").write_text(BOOK, encoding="utf-8")
+    pages = list(iter_text_documents([str(tmp_path / f) for f in ("a", "b", "c")], split="chapter"))
+    assert len(pages) == 12 and len({page.doc_id for page in pages}) == 12
+    alone = list(iter_text_documents([str(tmp_path / "b")], split="chapter"))
+    assert [page.doc_id for page in alone] == [page.doc_id for page in pages[:4]], "the first copy keeps the ids"

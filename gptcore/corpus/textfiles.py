@@ -10,8 +10,10 @@ Split rules (`split=`):
 
 Every document's url is `file://<absolute path>#<part number>` (part 0 for split="file"); its doc_id is
 `doc_id_for("text:<file name>:<sha256 of the file>#<part number>")`: not the path, so a folder of books moved or
-cloned elsewhere keeps its ids, hence its validation split, while two different files never share one. Its `input`
-is the file's `records.source_path`. Whitespace-only parts are skipped
+cloned elsewhere keeps its ids, hence its validation split, while files that differ in name or content never share
+one. The second and later copies of the same file (same name and bytes, in other folders) get `~<copy number>` after
+the hash, so ids stay unique and dedup rejects the copies as exact duplicates. Its `input` is the file's
+`records.source_path`. Whitespace-only parts are skipped
 (their numbers are not reused). Split parts are re-encoded as UTF-8. Paths that cannot be read and bytes that are
 not text in any encoding become reject rows.
 """
@@ -69,19 +71,15 @@ def _split_parts(text: str, split: str, boundary: re.Pattern[str]) -> list[str]:
     return boundary.split(text)
 
 
-def text_doc_id(path: Path, file_sha256: str, part: int) -> str:
-    """A text document's id: from the file's name, content and the part number, never from where the file lies."""
-    return doc_id_for(f"text:{path.name}:{file_sha256}#{part}")
-
-
-def _page(path: Path, file_sha256: str, part: int, body: bytes, charset: str) -> Page:
-    return Page(doc_id=text_doc_id(path, file_sha256, part), url=f"file://{path}#{part}", body=body,
+def _page(path: Path, file_key: str, part: int, body: bytes, charset: str) -> Page:
+    return Page(doc_id=doc_id_for(f"{file_key}#{part}"), url=f"file://{path}#{part}", body=body,
                 content_type=f"text/plain; charset={charset}", source=SOURCE, input=source_path(path))
 
 
 def iter_text_documents(paths: list[str], split: str = "file") -> Iterator[Page | dict]:
     """Pages (content type text/plain) for every document in the files, or reject rows for unusable files."""
     boundary = _parse_split(split)
+    copies: dict[str, int] = {}  # earlier files per (name, sha256): a later copy's ids must differ from theirs
     for item in _expand(paths):
         if isinstance(item, dict):
             yield item
@@ -98,11 +96,14 @@ def iter_text_documents(paths: list[str], split: str = "file") -> Iterator[Page 
             yield reject(str(path), SOURCE, "extract", "undecodable",
                          f"{path} is not text in any encoding charset_normalizer knows (binary?)", input=source_path(path))
             continue
-        digest = hashlib.sha256(body).hexdigest()
+        file_key = f"text:{path.name}:{hashlib.sha256(body).hexdigest()}"
+        copy = copies[file_key] = copies.get(file_key, 0) + 1
+        if copy > 1:
+            file_key += f"~{copy}"
         if boundary is None:
-            yield _page(path, digest, 0, body, charset)
+            yield _page(path, file_key, 0, body, charset)
             continue
         text = body[skip:].decode(charset, errors="replace")
         for part, part_text in enumerate(_split_parts(text, split, boundary)):
             if part_text.strip():
-                yield _page(path, digest, part, part_text.encode("utf-8"), "utf-8")
+                yield _page(path, file_key, part, part_text.encode("utf-8"), "utf-8")
