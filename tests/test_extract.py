@@ -3,9 +3,11 @@ from __future__ import annotations
 
 import codecs
 import datetime as dt
+import sys
 import threading
 
 from gptcore.corpus.clean import clean_text
+from gptcore.corpus import extract
 from gptcore.corpus.extract import decode_body, extract_main_text
 from gptcore.corpus.process import ProcessConfig, process_pages, process_pages_parallel
 from gptcore.corpus.quality import QualityConfig
@@ -97,6 +99,29 @@ def test_title_falls_back_to_the_first_heading():
 
 
 # --- cleaning ----------------------------------------------------------------------------------------------------
+
+def test_a_frame_kept_past_extraction_frees_nothing_of_resiliparse_on_another_thread(monkeypatch):
+    """Dask's sampling profiler holds worker frames and drops them on its own thread; resiliparse's trees and nodes
+    refuse that (they leak, with an error). Here a tracer keeps every extraction frame and another thread drops them."""
+    frames, errors = [], []
+
+    def keep_frames(frame, event, arg):
+        if event == "call" and frame.f_code.co_filename == extract.__file__:
+            frames.append(frame)
+
+    monkeypatch.setattr(sys, "unraisablehook", lambda unraisable: errors.append(unraisable.exc_value))
+    sys.settrace(keep_frames)
+    try:
+        with_title = extract_main_text("<html><head><title>T</title></head><body><p>Some words.</p></body></html>")
+        from_heading = extract_main_text("<html><body><h1>Heading</h1><p>Some words here.</p></body></html>")
+    finally:
+        sys.settrace(None)
+    assert (with_title.title, from_heading.title) == ("T", "Heading") and frames
+    dropper = threading.Thread(target=frames.clear)
+    dropper.start()
+    dropper.join()
+    assert errors == []
+
 
 def test_cleaning_repairs_mojibake_and_entities():
     assert clean_text("The Mona Lisa doesnâ€™t have eyebrows.") == "The Mona Lisa doesn't have eyebrows."

@@ -127,29 +127,31 @@ class Extracted:
     text: str
 
 
-def _title_of(tree: HTMLTree) -> str | None:
-    """The `<title>`, else the first `<h1>`: whitespace collapsed, at most _TITLE_MAX_CHARS characters."""
-    title = tree.title
-    if not title or not title.strip():
-        h1 = tree.body.query_selector("h1") if tree.body is not None else None
-        title = h1.text if h1 is not None else ""
-    title = " ".join(title.split())[:_TITLE_MAX_CHARS]
-    return title or None
-
-
 def _extract_resiliparse(html: str, config: ExtractConfig) -> Extracted:
-    tree = HTMLTree.parse(html)
-    text = extract_plain_text(
-        tree,
-        preserve_formatting=True,  # keep paragraphs and lines: the cleaning and line-level filters need them
-        main_content=True,  # drop navigation, sidebars, headers, footers
-        list_bullets=config.list_bullets,
-        alt_texts=False,  # image alt texts ("Logo", "icon") are not prose
-        links=False,
-        form_fields=False,
-        noscript=False,
-    )
-    return Extracted(title=_title_of(tree), text=text)
+    # resiliparse's tree and nodes refuse to be freed on another thread than the one that made them (they leak, with
+    # an error). A sampling profiler (Dask's, on every worker) may hold this frame past its return, and then frees
+    # its locals on its own thread: so every local that refers to the tree is cleared before the frame ends.
+    tree = h1 = None
+    try:
+        tree = HTMLTree.parse(html)
+        text = extract_plain_text(
+            tree,
+            preserve_formatting=True,  # keep paragraphs and lines: the cleaning and line-level filters need them
+            main_content=True,  # drop navigation, sidebars, headers, footers
+            list_bullets=config.list_bullets,
+            alt_texts=False,  # image alt texts ("Logo", "icon") are not prose
+            links=False,
+            form_fields=False,
+            noscript=False,
+        )
+        # the title: the `<title>`, else the first `<h1>`
+        title = tree.title
+        if not title or not title.strip():
+            h1 = tree.body.query_selector("h1") if tree.body is not None else None
+            title = h1.text if h1 is not None else ""
+    finally:
+        del tree, h1
+    return Extracted(title=" ".join(title.split())[:_TITLE_MAX_CHARS] or None, text=text)
 
 
 def _extract_trafilatura(html: str) -> Extracted:
