@@ -64,8 +64,8 @@ def build_corpus(
     ``links``, ``fetch`` and ``process`` are the library's configs (``LinkFilterConfig``, ``FetchConfig``,
     ``ProcessConfig`` with its ``quality``: the Gopher/C4 limits), given as objects or as dicts of the fields to
     change, e.g. ``fetch={"allow_hosts": ["127.0.0.1"]}``. ``max_links`` keeps the highest-scored links for a trial
-    run; a fetch shard holds at most ``shard_size`` links, of whole origins (an origin with more is cut into
-    chunks fetched one after another). ``task_runner="dask"`` runs the fetch, extraction and dedup shards as tasks
+    run; a fetch shard holds at most ``shard_size`` links, of whole origins (an origin with more than
+    ``corpus.origin_chunk_size`` is cut into chunks fetched one after another). ``task_runner="dask"`` runs the fetch, extraction and dedup shards as tasks
     on a Dask cluster (``dask_address``, or a temporary local one of ``workers`` processes) with the same result
     (see ``flows/runners.py``).
     """
@@ -102,10 +102,11 @@ def build_corpus(
         if dumps:
             for i, dump in enumerate(dumps):
                 filter_links(work, i, dump, links, workers)
-            plan = merge_link_tables(work, dumps, max_links, shard_size)
+            plan = merge_link_tables(work, dumps, max_links, shard_size, corpus.origin_chunk_size(shard_size, fetch))
             # Wave by wave: the shards of one origin are in different waves, so they never fetch at the same time.
-            for wave in corpus.fetch_waves(plan):
-                run_tasks(runner, fetch_shard, [{"work": work, "shard": s, "config": fetch} for s in wave])
+            for number, wave in enumerate(corpus.fetch_waves(plan)):
+                run_tasks(runner, fetch_shard, [{"work": work, "shard": s, "config": fetch, "later_wave": number > 0}
+                                                for s in wave])
             run_tasks(runner, extract_fetched, [{**extract, "shard": s} for s in range(len(plan["shards"]))])
         run_tasks(runner, extract_warc, [{**extract, "index": i, "path": path} for i, path in enumerate(warcs)])
         if texts:

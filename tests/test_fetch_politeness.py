@@ -181,6 +181,22 @@ def test_a_stored_crawl_delay_paces_the_next_call_without_asking_again(site, tmp
     assert_paced(site, 0.2, requests=4)
 
 
+def test_pace_from_start_keeps_the_gap_after_the_previous_call_on_the_origin(site, tmp_path):
+    # The next wave's chunk of an origin starts right after the last one ended: a 1 s gap is far more than a call's
+    # start-up (module docstring), so without pace_from_start its first page would arrive too soon.
+    config = dataclasses.replace(FAST, min_delay_s=1.0)
+    robots_dir = tmp_path / "robots"
+    fetch(tmp_path, pages(site, 1), config, robots_dir=robots_dir, name="wave-0")
+    ended = max(site.starts)
+
+    rows = fetch_to_warc(pages(site, 2), tmp_path / "wave-1.warc.gz", config, robots_dir,
+                         pace_from_start=True).to_pylist()
+
+    assert [r["error"] for r in rows] == [None] * 2 and site.hits["/robots.txt"] == 1
+    first, second = sorted(start for start in site.starts if start > ended)
+    assert first - ended >= 1.0 - GAP_TOLERANCE_S and second - first >= 1.0 - GAP_TOLERANCE_S
+
+
 def test_a_robots_dir_that_cannot_be_written_fails_the_call_and_leaves_no_warc(site, tmp_path):
     (tmp_path / "robots").write_text("a file, not a folder")
 

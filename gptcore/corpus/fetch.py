@@ -131,22 +131,23 @@ class FetchConfig:
 
 
 def fetch_to_warc(urls: Sequence[tuple[str, str]], warc_path: Path, config: FetchConfig = FetchConfig(),
-                  robots_dir: Path | None = None) -> pa.Table:
+                  robots_dir: Path | None = None, pace_from_start: bool = False) -> pa.Table:
     """Fetch ``(doc_id, url)`` pairs; write usable pages to the gzip WARC ``warc_path``; return the fetch log.
 
     The WARC appears at ``warc_path`` only when every URL has been dealt with (temporary name + rename). The log has
     one row per input pair, in input order. ``robots_dir`` (shared by the shards of a corpus version) keeps each
-    origin's robots.txt answer, one file per origin (robots.robots_table reads them). Call it from synchronous code
-    (it runs its own event loop).
+    origin's robots.txt answer, one file per origin (robots.robots_table reads them). With ``pace_from_start``, a
+    paced origin's first request waits its gap as though a request had just ended (another call may have asked it
+    a moment ago). Call it from synchronous code (it runs its own event loop).
     """
     store = RobotsStore(Path(robots_dir)) if robots_dir is not None else None
     with WarcPageWriter(Path(warc_path), software=config.user_agent) as warc:
-        rows = asyncio.run(_fetch_all(list(urls), config, warc, store))
+        rows = asyncio.run(_fetch_all(list(urls), config, warc, store, pace_from_start))
     return pa.Table.from_pylist(rows, schema=FETCH_LOG_SCHEMA)
 
 
 async def _fetch_all(urls: list[tuple[str, str]], config: FetchConfig, warc: WarcPageWriter,
-                     store: RobotsStore | None) -> list[dict]:
+                     store: RobotsStore | None, pace_from_start: bool) -> list[dict]:
     timeout = httpx.Timeout(connect=config.connect_timeout_s, read=config.read_timeout_s,
                             write=config.read_timeout_s, pool=None)
     limits = httpx.Limits(max_connections=None, max_keepalive_connections=config.concurrency)
@@ -161,7 +162,7 @@ async def _fetch_all(urls: list[tuple[str, str]], config: FetchConfig, warc: War
     async with httpx.AsyncClient(transport=transport, timeout=timeout, headers=headers,
                                  max_redirects=config.max_redirects,
                                  event_hooks={"response": [_vet_redirect]}) as client:
-        fetcher = _Fetcher(config, client, warc, store)
+        fetcher = _Fetcher(config, client, warc, store, time.monotonic() if pace_from_start else None)
         rows: list[dict] = [{} for _ in urls]
         pending = iter(_interleaved_by_origin(urls))
 
@@ -234,8 +235,9 @@ class _Fetcher:
     """Fetches one URL at a time for a worker: robots.txt, redirects, retries, body, WARC record."""
 
     def __init__(self, config: FetchConfig, client: httpx.AsyncClient, warc: WarcPageWriter,
-                 store: RobotsStore | None) -> None:
+                 store: RobotsStore | None, paced_since: float | None = None) -> None:
         self._config, self._client, self._warc = config, client, warc
+        self._paced_since = paced_since  # monotonic time taken as every origin's last request end, if not None
         self._origin_slots: dict[tuple[str, str, int], asyncio.Semaphore] = {}
         self._origin_turns: dict[tuple[str, str, int], asyncio.Lock] = {}  # paced origins: one request at a time
         self._last_end: dict[tuple[str, str, int], float] = {}  # monotonic time the origin's latest paced request ended
@@ -288,7 +290,7 @@ class _Fetcher:
             return False
         await turn.acquire()
         try:
-            last = self._last_end.get(origin)
+            last = self._last_end.get(origin, self._paced_since)
             wait = 0.0 if last is None else last + self._gap_s(origin) - time.monotonic()
             if wait > 0:
                 await asyncio.sleep(wait)
