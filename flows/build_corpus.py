@@ -22,7 +22,7 @@ from prefect.logging import get_run_logger
 from data_contracts.corpus import validate_corpus
 from flows.dataset_card import dataset_card
 from flows.lineage import input_file, upstream_version, write_manifest
-from flows.runners import check_runner, run_tasks, shard_runner
+from flows.runners import check_runner, io_runner, run_tasks, shard_runner
 from flows.stage import artifact_key, finish_version, start_version, upstream_asset_keys
 from flows.store import DataRoot
 from gptcore import corpus
@@ -56,6 +56,7 @@ def build_corpus(
     shard_size: int = 1000,
     dedup_against_earlier: bool = True,
     workers: int | None = None,
+    fetch_shards_at_once: int = 8,
     task_runner: str = "local",
     dask_address: str | None = None,
 ) -> str:
@@ -64,8 +65,9 @@ def build_corpus(
     ``links``, ``fetch`` and ``process`` are the library's configs (``LinkFilterConfig``, ``FetchConfig``,
     ``ProcessConfig`` with its ``quality``: the Gopher/C4 limits), given as objects or as dicts of the fields to
     change, e.g. ``fetch={"allow_hosts": ["127.0.0.1"]}``. ``max_links`` keeps the highest-scored links for a trial
-    run; a fetch shard holds at most ``shard_size`` links, of whole origins (an origin with more than
-    ``corpus.origin_chunk_size`` is cut into chunks fetched one after another). ``task_runner="dask"`` runs the fetch, extraction and dedup shards as tasks
+    run; a fetch shard holds at most ``shard_size`` links, of whole origins (an origin with more is cut into
+    chunks fetched one after another). Locally, ``fetch_shards_at_once`` shards of a wave fetch at once, in
+    threads (their origins are disjoint, so politeness still holds). ``task_runner="dask"`` runs the fetch, extraction and dedup shards as tasks
     on a Dask cluster (``dask_address``, or a temporary local one of ``workers`` processes) with the same result
     (see ``flows/runners.py``).
     """
@@ -77,6 +79,8 @@ def build_corpus(
     if shard_size < 1 or (max_links is not None and max_links < 1):  # refused before any input is read
         raise ValueError(f"shard_size={shard_size}, max_links={max_links}: a fetch shard holds at least 1 link and "
                          f"max_links (when given) keeps at least 1; e.g. shard_size=1000, max_links=100000")
+    if fetch_shards_at_once < 1:
+        raise ValueError(f"fetch_shards_at_once={fetch_shards_at_once}: at least 1 fetch shard must run, e.g. 8")
     for path in dumps + warcs + texts:
         if not Path(path).exists():
             raise FileNotFoundError(f"input {path} does not exist: check the path (relative paths are resolved from {os.getcwd()})")
@@ -102,11 +106,12 @@ def build_corpus(
         if dumps:
             for i, dump in enumerate(dumps):
                 filter_links(work, i, dump, links, workers)
-            plan = merge_link_tables(work, dumps, max_links, shard_size, corpus.origin_chunk_size(shard_size, fetch))
+            plan = merge_link_tables(work, dumps, max_links, shard_size)
             # Wave by wave: the shards of one origin are in different waves, so they never fetch at the same time.
-            for number, wave in enumerate(corpus.fetch_waves(plan)):
-                run_tasks(runner, fetch_shard, [{"work": work, "shard": s, "config": fetch, "later_wave": number > 0}
-                                                for s in wave])
+            with io_runner(runner, fetch_shards_at_once) as fetching:
+                for number, wave in enumerate(corpus.fetch_waves(plan)):
+                    run_tasks(fetching, fetch_shard, [{"work": work, "shard": s, "config": fetch,
+                                                       "later_wave": number > 0} for s in wave])
             run_tasks(runner, extract_fetched, [{**extract, "shard": s} for s in range(len(plan["shards"]))])
         run_tasks(runner, extract_warc, [{**extract, "index": i, "path": path} for i, path in enumerate(warcs)])
         if texts:

@@ -23,8 +23,7 @@ from gptcore.corpus.fetch import FetchConfig
 from gptcore.corpus.minhash import MinHashConfig
 from gptcore.corpus.process import ProcessConfig
 from gptcore.corpus.steps import (FETCH_PLAN, LINKS, SHARDS_DIR, extract_fetched, fetch_shard, fetch_waves,
-                                  filter_links, merge_link_tables, origin_chunk_size, origin_key, origin_keys,
-                                  plan_fetch_shards)
+                                  filter_links, merge_link_tables, origin_key, origin_keys, plan_fetch_shards)
 
 PORT = 18790
 HOSTS = [f"127.0.2.{i}" for i in range(1, 25)]  # 24 origins; nothing else in the tests serves on 127.0.2.0/24
@@ -160,9 +159,8 @@ def test_every_url_has_one_fetch_log_row_and_the_robots_answers_are_published(we
 # --- the planner -------------------------------------------------------------------------------------------------
 
 
-def check_plan(origins: list[str], shard_size: int, chunk_size: int | None = None) -> tuple[np.ndarray, list[dict]]:
-    shard_of, shards = plan_fetch_shards(origins, shard_size, chunk_size)
-    chunk_size = chunk_size or shard_size
+def check_plan(origins: list[str], shard_size: int) -> tuple[np.ndarray, list[dict]]:
+    shard_of, shards = plan_fetch_shards(origins, shard_size)
     assert len(shard_of) == len(origins) and all(0 <= s < len(shards) for s in shard_of)  # each link in one shard
     assert [s["links"] for s in shards] == np.bincount(shard_of, minlength=len(shards)).tolist()
     assert all(0 < s["links"] <= shard_size for s in shards)
@@ -173,7 +171,7 @@ def check_plan(origins: list[str], shard_size: int, chunk_size: int | None = Non
         if shard not in shards_of.setdefault(origin, []):
             shards_of[origin].append(shard)
     for origin, used in shards_of.items():
-        assert len(used) == -(-count[origin] // chunk_size), origin  # one shard, or one per chunk
+        assert len(used) == -(-count[origin] // shard_size), origin  # one shard, or one per chunk
         waves = [shards[s]["wave"] for s in used]
         assert sorted(waves) == list(range(len(used))), origin  # chunk k in wave k: never two in one wave
     assert sum(s["origins"] for s in shards) == sum(len(u) for u in shards_of.values())
@@ -191,24 +189,6 @@ def test_the_plan_keeps_origins_whole_and_puts_the_chunks_of_a_large_one_in_succ
     assert plan_fetch_shards(skewed, 100)[0].tolist() == shard_of.tolist()  # the same links, the same plan
     with pytest.raises(ValueError, match="shard_size"):
         plan_fetch_shards(["a"], 0)
-
-
-def test_chunks_smaller_than_a_shard_put_several_large_origins_in_one_shard():
-    # Two large origins and a tail: with chunks of 4, every shard of a wave mixes origins, and the large ones go on
-    # in later waves, one chunk per wave each.
-    origins = ["a"] * 10 + ["b"] * 9 + [f"t{i}" for i in range(6)]
-    shard_of, shards = check_plan(origins, 10, chunk_size=4)
-    assert [(s["wave"], s["links"], s["origins"]) for s in shards] == [(0, 10, 4), (0, 4, 4), (1, 8, 2), (2, 3, 2)]
-    rng = random.Random(7)
-    check_plan([f"http://h{min(int(rng.paretovariate(0.8)), 500)}.example:80" for _ in range(5000)], 100, 6)
-    with pytest.raises(ValueError, match="chunk_size"):
-        plan_fetch_shards(["a"], 4, chunk_size=5)
-
-
-def test_the_chunk_is_the_share_of_a_shard_one_origin_may_keep_busy():
-    assert origin_chunk_size(1000, FetchConfig()) == 62  # 64 connections, 4 per origin: 16 origins a shard
-    assert origin_chunk_size(1000, FetchConfig(concurrency=4, per_host_concurrency=4)) == 1000
-    assert origin_chunk_size(3, FetchConfig()) == 1
 
 
 def test_origin_keys_are_the_fetchers_origins():

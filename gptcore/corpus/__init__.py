@@ -2,8 +2,7 @@
 
     filter_links        one Pushshift dump → its kept submissions and rejects            (dumps, urls)
     merge_link_tables   all dumps → one row per normalized URL, capped at max_links, cut (dumps)
-                          into fetch shards of whole origins or chunks of them
-                          (plan_fetch_shards, origin_chunk_size)
+                          into fetch shards of whole origins (plan_fetch_shards)
     fetch_waves         the shards in waves: an origin's chunks are in different waves
     fetch_shard         one shard of the links → a WARC and a fetch log row per link     (fetch, netguard, robots)
     extract_fetched,    one unit of pages (a fetch shard, a WARC file, the text files)   (process: extract, clean,
@@ -61,7 +60,6 @@ _API = {
     "fetch_waves": "steps",
     "filter_links": "steps",
     "merge_link_tables": "steps",
-    "origin_chunk_size": "steps",
     "plan_dedup": "steps",
     "plan_fetch_shards": "steps",
     "text_files": "textfiles",

@@ -10,12 +10,10 @@ summary, and skips what is already there, so a rerun after a kill resumes where 
     dedup/                                                   dedup_keys → dedup_bucket → dedup_resolve (dedup_shards)
 
 Fetch shards are planned by origin (scheme, host, port) when the links are merged: an origin's links share one
-shard, and one with more than ``chunk_size`` links is cut into chunks of that size, chunk k in *wave* k. The flow
+shard, and one with more than ``shard_size`` links is cut into chunks of that size, chunk k in *wave* k. The flow
 runs the waves one after another, so no two shards of one origin ever fetch at the same time, on any number of
-workers: the per-origin limits of the fetcher hold for the whole build. A chunk is a fraction of a shard
-(`origin_chunk_size`): a shard then holds enough origins to keep its connections busy while politeness holds each
-origin to a few requests at a time, instead of waiting on one large origin. Each shard's links are its own file,
-read by its fetch and extraction alone (no step reads the whole link table per shard).
+workers: the per-origin limits of the fetcher hold for the whole build. Each shard's links are its own file, read by
+its fetch and extraction alone (no step reads the whole link table per shard).
 
 An extraction *unit* is a fetch shard, a WARC file or the set of text files; each records how many items it read
 apart from its outputs, so the accounting can check that every item ended as a document or a reject.
@@ -75,8 +73,7 @@ def filter_links(work: Path, index: int, dump: str, config: LinkFilterConfig, wo
     return json.loads(counts_file.read_text())
 
 
-def merge_link_tables(work: Path, dumps: list[str], max_links: int | None, shard_size: int,
-                      chunk_size: int | None = None) -> dict:
+def merge_link_tables(work: Path, dumps: list[str], max_links: int | None, shard_size: int) -> dict:
     """One row per normalized URL across all dumps, each submission kept once (a repeat in a later dump becomes a
     ``duplicate_submission`` reject); links over ``max_links`` (lowest scores) become rejects. The links are cut
     into fetch shards by origin (`plan_fetch_shards`), one file each. Returns the fetch plan (`FETCH_PLAN`)."""
@@ -85,7 +82,7 @@ def merge_link_tables(work: Path, dumps: list[str], max_links: int | None, shard
         tables = [pq.read_table(work / LINKS_DIR / f"{dump_key(i, d)}.parquet") for i, d in enumerate(dumps)]
         merged, rejects = merge_dump_links(tables, [source_path(d) for d in dumps], max_links)
         atomic_write_table(work / LINK_REJECTS, name_one_dump_per_capped_link(rejects, tables))
-        write_fetch_shards(work, merged, shard_size, chunk_size)
+        write_fetch_shards(work, merged, shard_size)
         atomic_write_table(out, merged)  # last: its presence says the merge and the plan are done
     return json.loads((work / FETCH_PLAN).read_text())
 
@@ -134,34 +131,24 @@ def origin_keys(urls: Iterable[str]) -> list[str]:
     return keys
 
 
-def origin_chunk_size(shard_size: int, config: FetchConfig) -> int:
-    """Links of one origin per fetch shard: ``shard_size`` × ``per_host_concurrency`` / ``concurrency`` (62 of
-    1,000 by default), so at least ``concurrency / per_host_concurrency`` origins share a shard's connections. A
-    shard of one large origin fetches at that origin's pace, its other connections idle: with whole shards per
-    origin, fetch seconds per link grew 1.7x from 4.9k to 44k links on the simulated web (bench_scale.py)."""
-    return max(1, shard_size * config.per_host_concurrency // config.concurrency)
-
-
-def plan_fetch_shards(origins: list[str], shard_size: int, chunk_size: int | None = None) -> tuple[np.ndarray, list[dict]]:
+def plan_fetch_shards(origins: list[str], shard_size: int) -> tuple[np.ndarray, list[dict]]:
     """The shard of each link (given by its origin), and per shard its ``wave``, ``links`` and ``origins``.
 
-    An origin's links go to one shard; an origin with more than ``chunk_size`` (default ``shard_size``) is cut (in
-    link order) into chunks of ``chunk_size``, chunk k in wave k, so two chunks of an origin are never in one wave.
-    Within a wave, chunks are packed largest first (ties: by origin) into the shard with the most room left, a new
-    one when none has room (worst-fit decreasing: small origins fill up the shards of large ones). Shards are
-    numbered wave by wave. Only the links' origins decide it, never timing: the same links always give the same plan.
+    An origin's links go to one shard; an origin with more than ``shard_size`` is cut (in link order) into chunks of
+    ``shard_size``, chunk k in wave k, so two chunks of an origin are never in one wave. Within a wave, chunks are
+    packed largest first (ties: by origin) into the shard with the most room left, a new one when none has room
+    (worst-fit decreasing: small origins fill up the shards of large ones). Shards are numbered wave by wave. Only
+    the links' origins decide it, never timing: the same links always give the same plan.
     """
-    chunk_size = shard_size if chunk_size is None else chunk_size
-    if shard_size < 1 or not 1 <= chunk_size <= shard_size:
-        raise ValueError(f"shard_size must be at least 1 and chunk_size from 1 to shard_size, got shard_size="
-                         f"{shard_size}, chunk_size={chunk_size}")
+    if shard_size < 1:
+        raise ValueError(f"shard_size must be at least 1, got {shard_size}")
     rows_of: dict[str, list[int]] = {}
     for row, origin in enumerate(origins):
         rows_of.setdefault(origin, []).append(row)
     waves: dict[int, list[tuple[int, str, list[int]]]] = {}
     for origin, rows in rows_of.items():
-        for k, start in enumerate(range(0, len(rows), chunk_size)):
-            chunk = rows[start:start + chunk_size]
+        for k, start in enumerate(range(0, len(rows), shard_size)):
+            chunk = rows[start:start + shard_size]
             waves.setdefault(k, []).append((-len(chunk), origin, chunk))
     shard_of, shards = np.empty(len(origins), dtype=np.int64), []
     for wave in sorted(waves):
@@ -182,16 +169,15 @@ def plan_fetch_shards(origins: list[str], shard_size: int, chunk_size: int | Non
     return shard_of, shards
 
 
-def write_fetch_shards(work: Path, links: pa.Table, shard_size: int, chunk_size: int | None = None) -> dict:
+def write_fetch_shards(work: Path, links: pa.Table, shard_size: int) -> dict:
     """``links/shards/<shard>.parquet`` (each in doc_id order, as ``links`` is) and the plan ``links/plan.json``."""
-    chunk_size = shard_size if chunk_size is None else chunk_size
-    shard_of, shards = plan_fetch_shards(origin_keys(links["url"].to_pylist()), shard_size, chunk_size)
+    shard_of, shards = plan_fetch_shards(origin_keys(links["url"].to_pylist()), shard_size)
     order = np.argsort(shard_of, kind="stable")  # stable: doc_id order within a shard
     grouped, start = links.take(pa.array(order)), 0
     for shard, entry in enumerate(shards):
         atomic_write_table(work / SHARDS_DIR / f"{shard:05d}.parquet", grouped.slice(start, entry["links"]))
         start += entry["links"]
-    plan = {"shard_size": shard_size, "chunk_size": chunk_size, "links": links.num_rows, "shards": shards}
+    plan = {"shard_size": shard_size, "links": links.num_rows, "shards": shards}
     atomic_write_json(work / FETCH_PLAN, plan)
     return plan
 
