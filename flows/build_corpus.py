@@ -32,7 +32,7 @@ STAGE = "corpus"
 
 filter_links = task(corpus.filter_links, name="filter-links")
 merge_link_tables = task(corpus.merge_link_tables, name="merge-links")
-fetch_shard = task(corpus.fetch_shard, name="fetch-shard", retries=2, retry_delay_seconds=5)
+fetch_shards = task(corpus.fetch_shards, name="fetch-shards", retries=2, retry_delay_seconds=5)
 extract_fetched = task(corpus.extract_fetched, name="extract-fetched")
 extract_warc = task(corpus.extract_warc, name="extract-warc")
 extract_texts = task(corpus.extract_texts, name="extract-texts")
@@ -66,8 +66,9 @@ def build_corpus(
     ``ProcessConfig`` with its ``quality``: the Gopher/C4 limits), given as objects or as dicts of the fields to
     change, e.g. ``fetch={"allow_hosts": ["127.0.0.1"]}``. ``max_links`` keeps the highest-scored links for a trial
     run; a fetch shard holds at most ``shard_size`` links, of whole origins (an origin with more is cut into
-    chunks fetched one after another). Locally, ``fetch_shards_at_once`` shards of a wave fetch at once, in
-    threads (their origins are disjoint, so politeness still holds). ``task_runner="dask"`` runs the fetch, extraction and dedup shards as tasks
+    chunks fetched one after another). ``fetch_shards_at_once`` shards of a wave fetch at once, in threads
+    (their origins are disjoint, so politeness still holds): locally across the flow's process, on Dask within
+    each task. ``task_runner="dask"`` runs the fetch, extraction and dedup shards as tasks
     on a Dask cluster (``dask_address``, or a temporary local one of ``workers`` processes) with the same result
     (see ``flows/runners.py``).
     """
@@ -108,10 +109,13 @@ def build_corpus(
                 filter_links(work, i, dump, links, workers)
             plan = merge_link_tables(work, dumps, max_links, shard_size)
             # Wave by wave: the shards of one origin are in different waves, so they never fetch at the same time.
+            # fetch_shards_at_once shards of a wave fetch at once: locally one per thread of a pool, on Dask that
+            # many per task (a worker runs one task at a time).
+            group = 1 if runner is None else fetch_shards_at_once
             with io_runner(runner, fetch_shards_at_once) as fetching:
                 for number, wave in enumerate(corpus.fetch_waves(plan)):
-                    run_tasks(fetching, fetch_shard, [{"work": work, "shard": s, "config": fetch,
-                                                       "later_wave": number > 0} for s in wave])
+                    run_tasks(fetching, fetch_shards, [{"work": work, "shards": wave[i:i + group], "config": fetch,
+                                                        "later_wave": number > 0} for i in range(0, len(wave), group)])
             run_tasks(runner, extract_fetched, [{**extract, "shard": s} for s in range(len(plan["shards"]))])
         run_tasks(runner, extract_warc, [{**extract, "index": i, "path": path} for i, path in enumerate(warcs)])
         if texts:

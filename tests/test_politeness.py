@@ -22,8 +22,9 @@ from gptcore.corpus.dumps import LinkFilterConfig
 from gptcore.corpus.fetch import FetchConfig
 from gptcore.corpus.minhash import MinHashConfig
 from gptcore.corpus.process import ProcessConfig
-from gptcore.corpus.steps import (FETCH_PLAN, LINKS, SHARDS_DIR, extract_fetched, fetch_shard, fetch_waves,
-                                  filter_links, merge_link_tables, origin_key, origin_keys, plan_fetch_shards)
+from gptcore.corpus.steps import (FETCH_PLAN, LINKS, SHARDS_DIR, extract_fetched, fetch_shard, fetch_shards,
+                                  fetch_waves, filter_links, merge_link_tables, origin_key, origin_keys,
+                                  plan_fetch_shards)
 
 PORT = 18790
 HOSTS = [f"127.0.2.{i}" for i in range(1, 25)]  # 24 origins; nothing else in the tests serves on 127.0.2.0/24
@@ -223,6 +224,16 @@ def test_the_shard_files_together_are_the_merged_links_and_the_plan_says_what_ea
     assert rows == pq.read_table(merged / LINKS).to_pylist()
     assert fetch_waves(plan) == [[s for s, e in enumerate(plan["shards"]) if e["wave"] == w] for w in (0, 1)]
     assert merge_link_tables(merged, [], None, 8) == plan  # done: a rerun reads nothing but the plan
+
+
+def test_the_shards_of_a_wave_fetched_at_once_end_as_each_alone_would(merged):
+    plan = json.loads((merged / FETCH_PLAN).read_text())
+    config = FetchConfig(allow_hosts=("127.0.3.0/24",), retries=0, connect_timeout_s=5.0)
+    [first, second] = fetch_waves(plan)
+    summaries = fetch_shards(merged, first, config) + fetch_shards(merged, second, config, later_wave=True)
+    assert [s["shard"] for s in summaries] == first + second  # in the order asked
+    assert [s["urls"] for s in summaries] == [plan["shards"][s]["links"] for s in first + second]
+    assert fetch_shards(merged, first, config) == summaries[:len(first)]  # done: read back, not fetched again
 
 
 def test_fetch_and_extraction_read_their_shard_only_never_the_whole_link_table(merged, monkeypatch):

@@ -5,6 +5,7 @@
                           into fetch shards of whole origins (plan_fetch_shards)
     fetch_waves         the shards in waves: an origin's chunks are in different waves
     fetch_shard         one shard of the links → a WARC and a fetch log row per link     (fetch, netguard, robots)
+    fetch_shards          … several shards of one wave at once, in threads
     extract_fetched,    one unit of pages (a fetch shard, a WARC file, the text files)   (process: extract, clean,
     extract_warc,         → documents with fingerprints, and rejects                       langid, quality; minhash)
     extract_texts
@@ -57,6 +58,7 @@ _API = {
     "extract_texts": "steps",
     "extract_warc": "steps",
     "fetch_shard": "steps",
+    "fetch_shards": "steps",
     "fetch_waves": "steps",
     "filter_links": "steps",
     "merge_link_tables": "steps",
