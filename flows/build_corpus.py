@@ -22,7 +22,7 @@ from prefect.logging import get_run_logger
 from data_contracts.corpus import validate_corpus
 from flows.dataset_card import dataset_card
 from flows.lineage import input_file, upstream_version, write_manifest
-from flows.runners import check_runner, io_runner, run_tasks, shard_runner
+from flows.runners import check_runner, run_tasks, shard_runner
 from flows.stage import artifact_key, finish_version, start_version, upstream_asset_keys
 from flows.store import DataRoot
 from gptcore import corpus
@@ -67,8 +67,8 @@ def build_corpus(
     change, e.g. ``fetch={"allow_hosts": ["127.0.0.1"]}``. ``max_links`` keeps the highest-scored links for a trial
     run; a fetch shard holds at most ``shard_size`` links, of whole origins (an origin with more is cut into
     chunks fetched one after another). ``fetch_shards_at_once`` shards of a wave fetch at once, in threads
-    (their origins are disjoint, so politeness still holds): locally across the flow's process, on Dask within
-    each task. ``task_runner="dask"`` runs the fetch, extraction and dedup shards as tasks
+    (their origins are disjoint, so politeness still holds): locally in the flow's process, on Dask in each
+    worker. ``task_runner="dask"`` runs the fetch, extraction and dedup shards as tasks
     on a Dask cluster (``dask_address``, or a temporary local one of ``workers`` processes) with the same result
     (see ``flows/runners.py``).
     """
@@ -109,13 +109,13 @@ def build_corpus(
                 filter_links(work, i, dump, links, workers)
             plan = merge_link_tables(work, dumps, max_links, shard_size)
             # Wave by wave: the shards of one origin are in different waves, so they never fetch at the same time.
-            # fetch_shards_at_once shards of a wave fetch at once: locally one per thread of a pool, on Dask that
-            # many per task (a worker runs one task at a time).
-            group = 1 if runner is None else fetch_shards_at_once
-            with io_runner(runner, fetch_shards_at_once) as fetching:
-                for number, wave in enumerate(corpus.fetch_waves(plan)):
-                    run_tasks(fetching, fetch_shards, [{"work": work, "shards": wave[i:i + group], "config": fetch,
-                                                        "later_wave": number > 0} for i in range(0, len(wave), group)])
+            # Within a wave fetch_shards_at_once shards fetch at once, in threads: locally the whole wave is one
+            # task; on Dask each task takes that many (a worker runs one task at a time).
+            for number, wave in enumerate(corpus.fetch_waves(plan)):
+                group = max(1, len(wave)) if runner is None else fetch_shards_at_once
+                groups = [wave[i:i + group] for i in range(0, len(wave), group)]
+                run_tasks(runner, fetch_shards, [{"work": work, "shards": shards, "config": fetch, "later_wave": number > 0,
+                                                  "at_once": fetch_shards_at_once} for shards in groups])
             run_tasks(runner, extract_fetched, [{**extract, "shard": s} for s in range(len(plan["shards"]))])
         run_tasks(runner, extract_warc, [{**extract, "index": i, "path": path} for i, path in enumerate(warcs)])
         if texts:

@@ -65,22 +65,6 @@ def shard_runner(task_runner: str, dask_address: str | None, work: Path, workers
         yield runner
 
 
-@contextmanager
-def io_runner(runner: TaskRunner | None, threads: int) -> Iterator[TaskRunner]:
-    """The runner for I/O-bound shard tasks (fetching): the stage's Dask runner as it is; locally a pool of
-    ``threads`` threads in the flow's process, so that the shards' waits on their slowest origins overlap instead
-    of adding up (a shard's time is set by its slowest origin: a Crawl-delay of 1 s over 50 links is 50 s)."""
-    if runner is not None:
-        yield runner
-        return
-    if threads < 1:
-        raise ValueError(f"threads must be at least 1, got {threads}")
-    from prefect.task_runners import ThreadPoolTaskRunner
-
-    with ThreadPoolTaskRunner(max_workers=threads) as pool:
-        yield pool
-
-
 # Prefect's run page draws every task run of a flow run as a node of its graph and refuses a graph of more than
 # PREFECT_SERVER_FLOW_RUN_GRAPH_MAX_NODES (10,000 by default). At WebText scale build-corpus has ~45k shards per
 # step, so a step with more calls than this runs them in batches: a stage's few steps stay under that limit.

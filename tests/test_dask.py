@@ -133,31 +133,6 @@ def test_more_calls_than_the_task_run_limit_run_in_batches_with_the_same_results
         assert sorted(r.name.rsplit("-", 1)[0] for r in runs) == ["square-batch"] * 3, [r.name for r in runs]
 
 
-def test_locally_io_bound_shard_tasks_run_at_once_in_threads_in_call_order(prefect_harness):
-    import threading
-
-    from prefect import flow, task
-
-    from flows.runners import io_runner, run_tasks
-
-    meet = threading.Barrier(3, timeout=120)  # passed only when three tasks wait at the same time
-
-    @task(name="wait-for-the-others")
-    def wait_for_the_others(x: int) -> int:
-        meet.wait()
-        return x
-
-    @flow(name="overlapping-waits")
-    def overlapping(threads: int) -> list[int]:
-        with io_runner(None, threads) as runner:
-            return run_tasks(runner, wait_for_the_others, [{"x": x} for x in range(6)])
-
-    assert overlapping(3) == list(range(6))
-    with pytest.raises(ValueError, match="threads must be at least 1"):
-        with io_runner(None, 0):
-            pass
-
-
 def test_unknown_runner_or_an_address_without_dask_is_refused():
     with pytest.raises(ValueError, match="task_runner must be one of"):
         check_runner("ray", None)

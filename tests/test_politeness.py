@@ -236,6 +236,30 @@ def test_the_shards_of_a_wave_fetched_at_once_end_as_each_alone_would(merged):
     assert fetch_shards(merged, first, config) == summaries[:len(first)]  # done: read back, not fetched again
 
 
+def test_fetch_shards_fetches_at_once_shards_at_a_time_and_answers_in_shard_order(tmp_path, monkeypatch):
+    from gptcore.corpus import steps
+
+    meet = threading.Barrier(3, timeout=120)  # passed only when three shards fetch at the same time
+    too_many = threading.Barrier(4)  # passed only when four do
+    four_at_once: list[int] = []
+
+    def fetching(work, shard, config, later_wave):
+        meet.wait()
+        try:
+            too_many.wait(timeout=1.0)  # with at most three at a time it always breaks (after 1 s, once)
+            four_at_once.append(shard)
+        except threading.BrokenBarrierError:
+            pass
+        return {"shard": shard, "later_wave": later_wave}
+
+    monkeypatch.setattr(steps, "fetch_shard", fetching)
+    summaries = fetch_shards(tmp_path, [5, 3, 1, 0, 2, 4], FetchConfig(), later_wave=True, at_once=3)
+    assert summaries == [{"shard": s, "later_wave": True} for s in [5, 3, 1, 0, 2, 4]]
+    assert four_at_once == []  # never more than at_once
+    with pytest.raises(ValueError, match="at_once=0"):
+        fetch_shards(tmp_path, [0], FetchConfig(), at_once=0)
+
+
 def test_fetch_and_extraction_read_their_shard_only_never_the_whole_link_table(merged, monkeypatch):
     plan = json.loads((merged / FETCH_PLAN).read_text())
     (merged / LINKS).rename(merged / "moved-away.parquet")  # a step that opened it would fail

@@ -212,12 +212,17 @@ def fetch_shard(work: Path, shard: int, config: FetchConfig, later_wave: bool = 
     return {"shard": shard, "urls": len(errors), "ok": errors.null_count}
 
 
-def fetch_shards(work: Path, shards: list[int], config: FetchConfig, later_wave: bool = False) -> list[dict]:
-    """`fetch_shard` for each of ``shards`` (of one wave) at once, one thread each; summaries in ``shards`` order.
+def fetch_shards(work: Path, shards: list[int], config: FetchConfig, later_wave: bool = False,
+                 at_once: int = 8) -> list[dict]:
+    """`fetch_shard` for each of ``shards`` (of one wave), ``at_once`` at a time in threads; summaries in ``shards``
+    order.
 
     A shard lasts as long as its slowest origin (50 links behind a 1 s Crawl-delay take 50 s), and the shards of a
-    wave share no origin: fetched together, their waits overlap instead of adding up, as politely."""
-    with ThreadPoolExecutor(max_workers=max(1, len(shards))) as pool:
+    wave share no origin: fetched together, their waits overlap instead of adding up, as politely. A thread takes
+    the next shard as soon as its last one is done."""
+    if at_once < 1:
+        raise ValueError(f"at_once={at_once}: at least 1 fetch shard must run at a time, e.g. 8")
+    with ThreadPoolExecutor(max_workers=max(1, min(at_once, len(shards)))) as pool:
         return list(pool.map(lambda shard: fetch_shard(work, shard, config, later_wave), shards))
 
 
