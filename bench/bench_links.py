@@ -8,7 +8,13 @@ submissions/s, CPU seconds (its own and its children's), peak RSS, filter_dump's
 rate of the same run (target: >= 0.8 on 2 cores), and whether the readers kept the same submissions (else it exits
 non-zero). --repeat runs decode-only and filter_dump alternately that many times and reports the median ratio.
 
+--parsers measures the floor instead: how fast JSON readers available to Python read the fields the rules need from
+the dump's decoded lines, one thread each (msgspec as filter_dump uses it, DuckDB's read_ndjson, pyarrow.json, orjson
+and, with the bench extra, simdjson per line), against zstd decoding the same lines, and the best ratio to the
+decode rate that decoding in one process and parsing in another could reach with that parser and no other work.
+
     .venv/bin/python bench/bench_links.py [--records 1000000] [--workers 2] [--repeat 3] [--no-loops]
+    .venv/bin/python bench/bench_links.py --parsers [--records 1000000]
 """
 from __future__ import annotations
 
@@ -24,6 +30,7 @@ import sys
 import time
 from pathlib import Path
 
+import msgspec
 import zstandard
 
 REPO = Path(__file__).resolve().parent.parent
@@ -132,6 +139,83 @@ def run_decompress_only(path: Path) -> dict:
     return {"bytes": size}
 
 
+class _RuleFields(msgspec.Struct, gc=False):
+    """The eight fields the link rules read, typed as filter_dump reads them (the other fields are skipped)."""
+
+    id: str
+    url: str
+    score: int
+    created_utc: int
+    is_self: bool | None = None
+    over_18: bool | None = None
+    subreddit: str | None = None
+    title: str | None = None
+
+
+def _timed(run) -> tuple[float, object]:
+    started = time.perf_counter()
+    result = run()
+    return time.perf_counter() - started, result
+
+
+def parser_floor(path: Path) -> None:
+    """The rule fields of every line of the dump, read by each parser on one thread."""
+    import duckdb
+    import orjson
+    import pyarrow as pa
+    import pyarrow.json as pj
+
+    decode_s, _ = _timed(lambda: run_decompress_only(path))  # the decode-only reader of the ratio, timed the same way
+    with open(path, "rb") as fh, zstandard.ZstdDecompressor(max_window_size=2**31).stream_reader(fh) as reader:
+        data = reader.readall()
+    lines = data.splitlines()
+    n = len(lines)
+    fields = [("id", pa.string()), ("url", pa.string()), ("score", pa.int64()), ("created_utc", pa.int64()),
+              ("is_self", pa.bool_()), ("over_18", pa.bool_()), ("subreddit", pa.string()), ("title", pa.string())]
+    sql_columns = "{" + ", ".join(f"{name}: '{'VARCHAR' if t == pa.string() else 'BIGINT' if t == pa.int64() else 'BOOLEAN'}'"
+                                  for name, t in fields) + "}"
+    scratch = OUT / "parser-floor.ndjson"
+    scratch.write_bytes(data)
+
+    def with_duckdb():
+        with duckdb.connect(config={"threads": 1}) as con:
+            return con.sql(f"SELECT * FROM read_ndjson('{scratch}', columns={sql_columns})").to_arrow_table().num_rows
+
+    def with_simdjson():
+        import simdjson
+
+        parser = simdjson.Parser()
+        for line in lines:
+            record = parser.parse(line)
+            record["id"], record["url"], record["score"], record["created_utc"]
+            record.get("is_self"), record.get("over_18"), record.get("subreddit"), record.get("title")
+            del record  # the parser is reused only once its last document is gone
+        return n
+
+    parsers = {
+        "msgspec decode_lines, 8 fields (filter_dump's)": lambda: len(msgspec.json.Decoder(_RuleFields).decode_lines(data)),
+        "DuckDB read_ndjson, 8 columns, 1 thread": with_duckdb,
+        "pyarrow.json read_json, 8 fields, 1 thread": lambda: pj.read_json(
+            io.BytesIO(data), read_options=pj.ReadOptions(use_threads=False, block_size=16 << 20),
+            parse_options=pj.ParseOptions(explicit_schema=pa.schema(fields), unexpected_field_behavior="ignore")).num_rows,
+        "orjson per line, whole record": lambda: sum(1 for line in lines if orjson.loads(line)),
+    }
+    try:
+        import simdjson  # noqa: F401  (the bench extra)
+        parsers["simdjson per line, 8 fields"] = with_simdjson
+    except ImportError:
+        print("simdjson not installed (pip install -e '.[bench]'): skipped")
+    print(f"{n:,} records, {len(data) / 2**20:.0f} MiB decoded; zstd decodes them at {len(data) / decode_s / 1e9:.2f} "
+          f"GB/s ({decode_s / n * 1e6:.2f} s per million records)")
+    print(f"{'parser':<50}{'GB/s':>7}{'s per 1M':>10}{'best ratio':>12}")
+    for name, run in parsers.items():
+        seconds, rows = _timed(run)
+        assert rows == n, (name, rows, n)
+        # one process decoding, the other parsing, nothing else: the slower of the two sets the pace
+        print(f"{name:<50}{len(data) / seconds / 1e9:>7.2f}{seconds / n * 1e6:>10.2f}{decode_s / max(decode_s, seconds):>12.2f}")
+    scratch.unlink()
+
+
 def child(which: str, path: Path, workers: int) -> None:
     import orjson
 
@@ -158,12 +242,15 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--repeat", type=int, default=1, help="decode-only / filter_dump pairs; the median ratio")
     parser.add_argument("--no-loops", action="store_true", help="skip the (slow) plain json and orjson loops")
+    parser.add_argument("--parsers", action="store_true", help="measure the JSON readers' floor instead (see above)")
     parser.add_argument("--child")
     parser.add_argument("--path", type=Path)
     args = parser.parse_args()
     if args.child:
         return child(args.child, args.path, args.workers)
     path = ensure_dump(args.records)
+    if args.parsers:
+        return parser_floor(path)
     pairs = [(measure("decompress", path, args.workers), measure("filter_dump", path, args.workers))
              for _ in range(args.repeat)]
     ratios = [decode["seconds"] / dump["seconds"] for decode, dump in pairs]  # rates: records / seconds
