@@ -36,7 +36,7 @@ import zstandard
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from gptcore.corpus.dumps import KeptSubmission, LinkFilterConfig, classify_record, filter_dump  # noqa: E402
+from gptcore.corpus.dumps import KeptSubmission, LinkFilterConfig, PlainRecord, classify_record, filter_dump  # noqa: E402
 from flows.demo.dumpgen import submission_record, write_dump  # noqa: E402
 
 OUT = REPO / "bench" / "out"
@@ -139,19 +139,6 @@ def run_decompress_only(path: Path) -> dict:
     return {"bytes": size}
 
 
-class _RuleFields(msgspec.Struct, gc=False):
-    """The eight fields the link rules read, typed as filter_dump reads them (the other fields are skipped)."""
-
-    id: str
-    url: str
-    score: int
-    created_utc: int
-    is_self: bool | None = None
-    over_18: bool | None = None
-    subreddit: str | None = None
-    title: str | None = None
-
-
 def _timed(run) -> tuple[float, object]:
     started = time.perf_counter()
     result = run()
@@ -193,7 +180,7 @@ def parser_floor(path: Path) -> None:
         return n
 
     parsers = {
-        "msgspec decode_lines, 8 fields (filter_dump's)": lambda: len(msgspec.json.Decoder(_RuleFields).decode_lines(data)),
+        "msgspec decode_lines, 8 fields (filter_dump's)": lambda: len(msgspec.json.Decoder(PlainRecord).decode_lines(data)),
         "DuckDB read_ndjson, 8 columns, 1 thread": with_duckdb,
         "pyarrow.json read_json, 8 fields, 1 thread": lambda: pj.read_json(
             io.BytesIO(data), read_options=pj.ReadOptions(use_threads=False, block_size=16 << 20),

@@ -255,7 +255,7 @@ def classify_record(record: object, config: LinkFilterConfig) -> KeptSubmission 
 _Int64 = Annotated[int, msgspec.Meta(ge=_INT64[0], le=_INT64[1])]
 
 
-class _PlainRecord(msgspec.Struct, gc=False):
+class PlainRecord(msgspec.Struct, gc=False):
     """The fields the rules read, with the JSON types dump writers use. A line that decodes into this (msgspec skips
     the other ~100 fields without building them) passes classify_record's missing_field and bad_field_type checks, so
     _decide_plain_records decides it; every other line (malformed, another type, a missing field, an empty id) goes
@@ -271,7 +271,7 @@ class _PlainRecord(msgspec.Struct, gc=False):
     title: str | None = None
 
 
-_PLAIN = msgspec.json.Decoder(_PlainRecord)
+_PLAIN = msgspec.json.Decoder(PlainRecord)
 _NOT_PLAIN = (msgspec.DecodeError, msgspec.ValidationError, RecursionError)  # RecursionError: nested > ~1000 deep
 # classify_record's record-level reasons in its order, by code (0: none, the URL rules decide)
 _RECORD_REASONS = pa.array(["", "self_post", "out_of_date_range", "nsfw", "low_score"])
@@ -394,7 +394,7 @@ def _classify_chunk_lines(chunk: LineChunk, input_name: str, config: LinkFilterC
 
 
 def _classify_lines_one_by_one(data: bytes | memoryview, decisions: _Decisions, config: LinkFilterConfig) -> None:
-    """A line is plain when it is UTF-8 and decodes into _PlainRecord; classify_record decides the others."""
+    """A line is plain when it is UTF-8 and decodes into PlainRecord; classify_record decides the others."""
     offsets = _line_offsets(data)
     plain, positions, others = [], [], []
     for i in range(decisions.n_lines):
@@ -409,7 +409,7 @@ def _classify_lines_one_by_one(data: bytes | memoryview, decisions: _Decisions, 
     _decide_plain_records(plain, positions, decisions, config)
 
 
-def _decide_plain_records(records: list[_PlainRecord], positions, decisions: _Decisions,
+def _decide_plain_records(records: list[PlainRecord], positions, decisions: _Decisions,
                           config: LinkFilterConfig) -> None:
     """classify_record for plain records: the record-level rules as array operations, then the URL rules for the
     few that pass them. positions[i] orders records[i] among the chunk's lines."""
