@@ -276,6 +276,26 @@ def print_growth(results: list[dict]) -> dict:
     return growth
 
 
+def print_agreement(results: list[dict]) -> dict:
+    """Whether every runner built the same corpus counts at each size: the simulated web's faults follow the URL and
+    the attempt, not the request order, so a difference is the flow's, not the schedule's."""
+    agreement = {}
+    for size in dict.fromkeys(r["size"] for r in results):
+        runs = [r for r in results if r["size"] == size]
+        if len(runs) < 2:
+            continue
+        first, others = runs[0], runs[1:]
+        reasons = [r["counts"]["rejects_by_reason"] for r in runs]
+        differ = sorted({k for other in reasons[1:] for k in {*reasons[0], *other}
+                         if reasons[0].get(k) != other.get(k)})
+        same = not differ and all(r["counts"]["documents"] == first["counts"]["documents"] for r in others)
+        agreement[size] = same
+        documents = " vs ".join(f"{r['runner']} {r['counts']['documents']:,}" for r in runs)
+        print(f"\n{size:,} submissions: documents {documents}; "
+              + ("same counts on every runner" if same else f"counts differ: {', '.join(differ) or 'documents'}"))
+    return agreement
+
+
 def start_web(n_origins: int) -> subprocess.Popen:
     ready = WORK / "simweb.ready"
     ready.unlink(missing_ok=True)
@@ -328,9 +348,11 @@ def main() -> None:
         server.terminate()
         server.wait()
     growth = print_growth(results)
+    agreement = print_agreement(results)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"sizes": sizes, "runners": runners, "origins": args.origins, "fetch": fetch,
-                                    "shard_size": args.shard_size, "runs": results, "growth": growth}, indent=1))
+                                    "shard_size": args.shard_size, "runs": results, "growth": growth,
+                                    "same_counts_on_every_runner": agreement}, indent=1))
     print(f"\nwrote {args.out} ({time.perf_counter() - started:.0f} s in all)")
 
 

@@ -9,8 +9,9 @@ number alone (``origin_profile``), so the benchmark knows what each one did with
 - size: links go to origins by a Zipf law over their numbers (origin 0 gets ~1/9 of the links: thousands of pages
   at the largest size; most of the thousands of origins get one or two);
 - latency: ~5-40 ms per answer, a few tail origins 0.5-1.5 s;
-- faults: flaky (one answer in six is a 503), rate-limited (every seventh answer is a 429 with Retry-After: 1),
-  dead (every page a 500);
+- faults, decided per URL and attempt (not by the order requests arrive in, so every run, local or on Dask,
+  meets the same ones): flaky (a 503 for the first attempt at one page in six, for every attempt at one in sixty),
+  rate-limited (a 429 with Retry-After: 1 for the first attempt at one page in seven), dead (every page a 500);
 - robots.txt: most have none (404), some Disallow /private/ (some links go there), a few Crawl-delay: 1, a few
   forbid the whole site to our user agent;
 - pages: HTML assembled per article number from real sentences of the two Austen novels in the shared data, in one
@@ -274,9 +275,10 @@ class SimWeb:
         self.n_origins = n_origins
         self.stats: dict[int, OriginStats] = {}
         self.stalls = [0, 0.0]  # loop stalls over STALL_S seen, the longest (s)
+        self.attempts: dict[tuple[int, str], int] = {}  # (origin, path) → page requests so far, faulty origins only
 
     def reset(self) -> None:
-        self.stats, self.stalls = {}, [0, 0.0]
+        self.stats, self.stalls, self.attempts = {}, [0, 0.0], {}
 
     def snapshot(self) -> dict:
         return {"origins": {origin_address(i): s.as_dict() for i, s in sorted(self.stats.items())},
@@ -315,7 +317,7 @@ class SimWeb:
         stats.max_in_flight = max(stats.max_in_flight, stats.in_flight)
         try:
             await asyncio.sleep(profile.latency_s)
-            if self._fault(profile, stats):
+            if self._fault(profile, path):
                 status = FAULT_STATUS[profile.fault]
                 headers = {"Content-Type": "text/html", **({"Retry-After": "1"} if status == 429 else {})}
                 answer = status, headers, b"<html><body>Service unavailable, try again later</body></html>"
@@ -326,10 +328,16 @@ class SimWeb:
         stats.statuses[answer[0]] = stats.statuses.get(answer[0], 0) + 1
         return answer
 
-    @staticmethod
-    def _fault(profile: OriginProfile, stats: OriginStats) -> bool:
-        return {"none": False, "dead": True, "flaky": stats.requests % 6 == 3,
-                "limited": stats.requests % 7 == 4}[profile.fault]
+    def _fault(self, profile: OriginProfile, path: str) -> bool:
+        """Whether this page request gets the origin's fault answer (module docstring)."""
+        if profile.fault in ("none", "dead"):
+            return profile.fault == "dead"
+        key = profile.number, path
+        attempt = self.attempts[key] = self.attempts.get(key, 0) + 1
+        share = _stable_fraction(f"fault {profile.number} {path}")
+        if profile.fault == "flaky":
+            return share < 1 / 60 or (share < 1 / 6 and attempt == 1)
+        return share < 1 / 7 and attempt == 1
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         address = writer.get_extra_info("sockname")[0]
