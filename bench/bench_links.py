@@ -36,7 +36,9 @@ import zstandard
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from gptcore.corpus.dumps import KeptSubmission, LinkFilterConfig, PlainRecord, classify_record, filter_dump  # noqa: E402
+from gptcore.corpus.dumps import (  # noqa: E402
+    KeptSubmission, LinkFilterConfig, PlainRecord, classify_record, filter_dump,
+)
 from flows.demo.dumpgen import submission_record, write_dump  # noqa: E402
 
 OUT = REPO / "bench" / "out"
@@ -180,7 +182,8 @@ def parser_floor(path: Path) -> None:
         return n
 
     parsers = {
-        "msgspec decode_lines, 8 fields (filter_dump's)": lambda: len(msgspec.json.Decoder(PlainRecord).decode_lines(data)),
+        "msgspec decode_lines, 8 fields (filter_dump's)":
+            lambda: len(msgspec.json.Decoder(PlainRecord).decode_lines(data)),
         "DuckDB read_ndjson, 8 columns, 1 thread": with_duckdb,
         "pyarrow.json read_json, 8 fields, 1 thread": lambda: pj.read_json(
             io.BytesIO(data), read_options=pj.ReadOptions(use_threads=False, block_size=16 << 20),

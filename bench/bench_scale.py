@@ -284,11 +284,10 @@ def print_agreement(results: list[dict]) -> dict:
         runs = [r for r in results if r["size"] == size]
         if len(runs) < 2:
             continue
-        first, others = runs[0], runs[1:]
         reasons = [r["counts"]["rejects_by_reason"] for r in runs]
         differ = sorted({k for other in reasons[1:] for k in {*reasons[0], *other}
                          if reasons[0].get(k) != other.get(k)})
-        same = not differ and all(r["counts"]["documents"] == first["counts"]["documents"] for r in others)
+        same = not differ and len({r["counts"]["documents"] for r in runs}) == 1
         agreement[size] = same
         documents = " vs ".join(f"{r['runner']} {r['counts']['documents']:,}" for r in runs)
         print(f"\n{size:,} submissions: documents {documents}; "
